@@ -1,0 +1,58 @@
+# Skewless: `make demo` runs the whole story, `make test` runs the tests, `make bench` the benchmarks.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+REDIS_URL ?= redis://localhost:6379
+export REDIS_URL
+DEMO_USERS ?= 5000
+DEMO_DAYS ?= 21
+
+.PHONY: install demo test lint format redis clean
+
+$(BIN)/skewless: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/skewless
+
+install: $(BIN)/skewless
+
+# Use the Redis at REDIS_URL; if none answers and it is local, start a throwaway redis-server (nothing on disk).
+PING := $(BIN)/python -c "import os, redis; redis.Redis.from_url(os.environ['REDIS_URL'], socket_connect_timeout=1).ping()"
+REDIS_PORT = $$($(BIN)/python -c "import os, urllib.parse as u; print(u.urlparse(os.environ['REDIS_URL']).port or 6379)")
+REDIS_LOCAL = $$($(BIN)/python -c "import os, urllib.parse as u; print(u.urlparse(os.environ['REDIS_URL']).hostname in ('localhost', '127.0.0.1', '::1'))")
+redis: install
+	@if $(PING) 2>/dev/null; then \
+		echo "redis: answering at $(REDIS_URL)"; \
+	elif [ "$(REDIS_LOCAL)" = "True" ] && command -v redis-server >/dev/null; then \
+		echo "redis: nothing at $(REDIS_URL); starting a throwaway local redis-server"; \
+		redis-server --daemonize yes --bind 127.0.0.1 --port $(REDIS_PORT) --save '' --appendonly no --dir /tmp; \
+		for i in $$(seq 50); do $(PING) 2>/dev/null && break; sleep 0.1; done; \
+		$(PING) || { echo "redis: redis-server did not come up on port $(REDIS_PORT)" >&2; exit 1; }; \
+	else \
+		echo "redis: nothing answers at $(REDIS_URL) and no local redis-server to start." >&2; \
+		echo "       Install one (Debian: apt-get install redis-server) or point REDIS_URL at a running Redis." >&2; \
+		exit 1; \
+	fi
+
+demo: install redis
+	$(BIN)/skewless generate --users $(DEMO_USERS) --days $(DEMO_DAYS) --quiet
+	$(BIN)/skewless pipeline --quiet
+	$(BIN)/feast apply
+	$(BIN)/feast materialize-incremental $$(date -u +%Y-%m-%dT%H:%M:%S)
+	$(BIN)/skewless inspect
+
+test: install redis
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf data/raw data/features data/reports data/*.db

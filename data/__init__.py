@@ -1,0 +1,1 @@
+"""Raw sources: their schemas, the synthetic generator and day-partitioned file handling."""

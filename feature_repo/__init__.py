@@ -1,0 +1,1 @@
+"""Feast definitions for Skewless: the one place every feature is defined."""

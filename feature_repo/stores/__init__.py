@@ -1,0 +1,1 @@
+"""Feast store plugins, referenced by class path from feature_store.yaml."""

@@ -1,0 +1,1 @@
+"""Skewless: the composition root (settings, errors, command line) of the platform."""

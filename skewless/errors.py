@@ -1,0 +1,32 @@
+"""One error root. Each subclass knows the exit code a command returns and the HTTP status a route returns."""
+
+from __future__ import annotations
+
+
+class SkewlessError(Exception):
+    """Base of every error the project raises on purpose. The message names what was wrong and where."""
+
+    exit_code = 1
+    http_status = 500
+
+
+class BadInputError(SkewlessError):
+    """The caller gave something unusable: an argument, a file, a column, a field."""
+
+    exit_code = 2
+    http_status = 422
+
+
+class SchemaMismatchError(BadInputError):
+    """A raw or feature file does not have the columns and types its schema promises."""
+
+
+class MissingDataError(BadInputError):
+    """A file, partition or folder that a stage needs is not there."""
+
+
+class DependencyUnavailableError(SkewlessError):
+    """Redis, the registry or another dependency is down. Retrying later can succeed."""
+
+    exit_code = 3
+    http_status = 503

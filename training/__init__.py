@@ -1,0 +1,1 @@
+"""Training: building the dataset through Feast, training, evaluating, registering, lifecycle commands."""
