@@ -38,6 +38,8 @@ _ATO_RATE = 0.0003  # takeovers per ordinary transaction
 _BACKGROUND_FRAUD = 0.0005
 _COMPROMISED_FRAUD = 0.12
 _FAVOURITES = 4
+_SIGNUP_HORIZON_DAYS = 90  # accounts that join after the first day sign up within this many days
+_COMPROMISES_PER_MERCHANT_DAY = 0.0015
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,9 @@ class _Population:
         self.start_us = _day_start_us(config.start)
         self.user_id = np.arange(1, n + 1, dtype=np.int64)
         joins_during = rng.random(n) < 0.05
-        signup_offset = np.where(joins_during, rng.integers(0, config.days, n), -rng.integers(1, 1500, n)).astype(
-            np.int64
-        )
+        signup_offset = np.where(
+            joins_during, rng.integers(0, _SIGNUP_HORIZON_DAYS, n), -rng.integers(1, 1500, n)
+        ).astype(np.int64)
         self.signup_day = signup_offset  # relative to start; negative = before the first raw day
         self.registered_day = np.maximum(signup_offset, 0)
         age = np.clip(rng.normal(38, 13, n), 18, 85).astype(np.int32)
@@ -119,10 +121,17 @@ class _Population:
         weights = 1.0 / np.arange(1, m + 1) ** 1.1
         self.merchant_p = weights / weights.sum()
         self.favourites = rng.choice(m, (n, _FAVOURITES), p=self.merchant_p)
-        n_bad = max(1, m // 100)
-        self.compromised = rng.choice(max(1, int(m * 0.3)), n_bad, replace=False)
-        self.compromised_from = rng.integers(0, max(1, config.days), n_bad)
-        self.compromised_len = rng.integers(3, 11, n_bad)
+        self.compromised_until: dict[int, int] = {}  # merchant index -> last day it is compromised
+
+    def compromise_merchants(self, d: int, rng: np.random.Generator) -> np.ndarray:
+        """Popular-enough merchants that start leaking cards today stay compromised 3-10 days."""
+        fresh = rng.choice(
+            max(1, int(self.n_merchants * 0.3)), rng.poisson(self.n_merchants * _COMPROMISES_PER_MERCHANT_DAY)
+        )
+        for merchant in fresh:
+            self.compromised_until[int(merchant)] = d + int(rng.integers(2, 10))
+        self.compromised_until = {m: last for m, last in self.compromised_until.items() if last >= d}
+        return np.array(sorted(self.compromised_until), dtype=np.int64)
 
 
 def _os_for(dev_type: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -344,15 +353,8 @@ class Generator:
         ts = day_us + _daytime_us(rng, n)
         fraud = rng.random(n) < _BACKGROUND_FRAUD
         amount = np.where(fraud, amount * 3, amount)
-        bad = np.isin(merchant, pop.compromised)
-        if bad.any():
-            idx = np.searchsorted(np.sort(pop.compromised), merchant[bad])
-            order = np.argsort(pop.compromised)
-            start = pop.compromised_from[order][idx]
-            length = pop.compromised_len[order][idx]
-            in_window = (d >= start) & (d < start + length)
-            hit = in_window & (rng.random(int(bad.sum())) < _COMPROMISED_FRAUD)
-            fraud[np.flatnonzero(bad)[hit]] = True
+        bad = np.isin(merchant, pop.compromise_merchants(d, rng))
+        fraud |= bad & (rng.random(n) < _COMPROMISED_FRAUD)
         today.add_txns(
             user=user, device=device, merchant=merchant, amount=amount, country=country,
             channel=channel, ts=ts, fraud=fraud.astype(np.int8),
