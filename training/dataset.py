@@ -35,7 +35,10 @@ class TrainingFrame:
 
 
 def labelled_transactions(raw_dir: Path, first: date | None = None, last: date | None = None) -> pd.DataFrame:
-    """Transactions whose label had arrived by the newest label file, with ``is_fraud``; ordered by time."""
+    """Transactions whose label had arrived by the newest label file, with ``is_fraud``; ordered by time.
+
+    The frame's ``attrs["labels_known_until"]`` is the arrival time of the newest label.
+    """
     tx_days = [
         d for d in list_days(raw_dir / "transactions") if (first is None or d >= first) and (last is None or d <= last)
     ]
@@ -60,7 +63,43 @@ def labelled_transactions(raw_dir: Path, first: date | None = None, last: date |
             """,
             params={"tx": [str(p) for p in tx_files], "labels": [str(p) for p in label_files]},
         ).df()
+        known_until = con.sql(
+            "SELECT max(reported_at) FROM read_parquet($labels)", params={"labels": [str(p) for p in label_files]}
+        ).fetchall()
+    newest = known_until[0][0] if known_until else None
+    frame.attrs["labels_known_until"] = pd.Timestamp(newest) if newest is not None else None
     return frame
+
+
+def mature_labels(entities: pd.DataFrame, maturity_days: int) -> pd.DataFrame:
+    """Drop transactions younger than ``maturity_days`` before the newest label: their chargebacks are still coming.
+
+    Without this the newest days look cleaner than they are (cleared labels arrive in 3 days, chargebacks take up
+    to three weeks), and the validation window, which is the newest, would reward a model for missing fraud.
+    """
+    known_until = entities.attrs.get("labels_known_until")
+    if known_until is None or maturity_days == 0:
+        return entities
+    cutoff = known_until - pd.Timedelta(days=maturity_days)
+    kept = entities[entities["event_timestamp"] < cutoff].reset_index(drop=True)
+    kept.attrs = dict(entities.attrs)
+    return kept
+
+
+def split_by_time(frame: pd.DataFrame, validation_share: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train on the past, validate on the latest ``validation_share`` of the time span: nothing leaks backwards."""
+    times = frame["event_timestamp"]
+    cutoff = times.min() + (times.max() - times.min()) * (1 - validation_share)
+    train = frame[times < cutoff].reset_index(drop=True)
+    valid = frame[times >= cutoff].reset_index(drop=True)
+    for name, part in (("training", train), ("validation", valid)):
+        positives = int(part[LABEL].sum())
+        if len(part) == 0 or positives == 0 or positives == len(part):
+            raise BadInputError(
+                f"{name} window ({len(part):,} rows, {positives:,} fraud) needs both classes; "
+                "generate more days or lower SKEWLESS_LABEL_MATURITY_DAYS"
+            )
+    return train, valid
 
 
 def build_training_frame(store: FeatureStore, service_name: str, entities: pd.DataFrame) -> TrainingFrame:
