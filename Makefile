@@ -42,6 +42,11 @@ demo: install redis
 	$(BIN)/feast apply
 	$(BIN)/feast materialize-incremental $$(date -u +%Y-%m-%dT%H:%M:%S)
 	$(BIN)/skewless inspect
+	$(BIN)/skewless train
+	$(BIN)/skewless validate-model --version candidate
+	$(BIN)/skewless approve --version candidate --by "$${USER:-demo}"
+	$(BIN)/skewless deploy --version candidate
+	$(BIN)/skewless models
 
 test: install redis
 	$(BIN)/pytest

@@ -30,7 +30,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
 def _validate_model(args: argparse.Namespace, settings: Settings) -> int:
     from training.lifecycle import validate_model
 
-    verdict = validate_model(settings, args.version)
+    verdict = validate_model(settings, None if args.version is None else _resolve(settings, args.version))
     line = f"PR-AUC {verdict.metrics['pr_auc']:.4f}, recall@1%FPR {verdict.metrics['recall_at_1pct_fpr']:.4f}"
     if verdict.champion_metrics:
         line += f"; champion v{verdict.champion_version} PR-AUC {verdict.champion_metrics['pr_auc']:.4f}"
@@ -43,20 +43,40 @@ def _validate_model(args: argparse.Namespace, settings: Settings) -> int:
     return 1
 
 
+def _version_or_alias(value: str) -> int | str:
+    """`--version 3` or `--version candidate` (an alias of the registered model)."""
+    if value.isdigit():
+        return int(value)
+    if value.isidentifier():
+        return value
+    raise argparse.ArgumentTypeError(f"expected a version number or an alias such as candidate, got {value!r}")
+
+
+def _resolve(settings: Settings, version: int | str) -> int:
+    if isinstance(version, int):
+        return version
+    from training import registry
+
+    client = registry.connect(settings)
+    return int(registry.model_version(client, settings.model_name, alias=version).version)
+
+
 def _approve(args: argparse.Namespace, settings: Settings) -> int:
     from training.lifecycle import approve
 
-    approve(settings, args.version, args.by)
-    print(f"{settings.model_name} v{args.version} approved by {args.by}")
+    version = _resolve(settings, args.version)
+    approve(settings, version, args.by)
+    print(f"{settings.model_name} v{version} approved by {args.by}")
     return 0
 
 
 def _deploy(args: argparse.Namespace, settings: Settings) -> int:
     from training.lifecycle import deploy
 
-    previous = deploy(settings, args.version)
-    was = f" (previous champion v{previous} kept for rollback)" if previous and previous != args.version else ""
-    print(f"{settings.model_name}@champion -> v{args.version}{was}")
+    version = _resolve(settings, args.version)
+    previous = deploy(settings, version)
+    was = f" (previous champion v{previous} kept for rollback)" if previous and previous != version else ""
+    print(f"{settings.model_name}@champion -> v{version}{was}")
     return 0
 
 
@@ -85,13 +105,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     val = register_command(
         sub, "validate-model", "gate a version: minimums and not worse than @champion", _validate_model
     )
-    val.add_argument("--version", type=int, default=None, help="version number (default: @candidate)")
+    val.add_argument("--version", type=_version_or_alias, default=None, help="number or alias (default: candidate)")
 
     appr = register_command(sub, "approve", "record who approved a validated version", _approve)
-    appr.add_argument("--version", type=int, required=True)
+    appr.add_argument("--version", type=_version_or_alias, required=True, help="number, or an alias (candidate)")
     appr.add_argument("--by", required=True, help="name of the approver")
 
     dep = register_command(sub, "deploy", "move @champion to an approved version", _deploy)
-    dep.add_argument("--version", type=int, required=True)
+    dep.add_argument("--version", type=_version_or_alias, required=True, help="number, or an alias (candidate)")
 
     register_command(sub, "models", "versions, aliases, metrics, lineage and approvals", _models)

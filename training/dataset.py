@@ -109,6 +109,8 @@ def build_training_frame(store: FeatureStore, service_name: str, entities: pd.Da
     if LABEL not in entities.columns:
         raise BadInputError(f"entity frame has no `{LABEL}` column")
     service = feature_service(store, service_name)
-    joined = store.get_historical_features(entity_df=entities, features=service).to_df()
+    entity_df = entities.copy(deep=False)
+    entity_df.attrs = {}  # our bookkeeping stays here; Feast's engines try to serialize attrs
+    joined = store.get_historical_features(entity_df=entity_df, features=service).to_df()
     joined = joined.sort_values(["event_timestamp", "txn_id"], kind="stable").reset_index(drop=True)
     return TrainingFrame(frame=joined, features=service_features(service), feature_service=service_name)
