@@ -43,6 +43,30 @@ class Settings(BaseSettings):
     min_recall_at_1pct_fpr: float = Field(default=0.30, ge=0, le=1)
     max_pr_auc_drop: float = Field(default=0.02, ge=0, le=1, description="Allowed PR-AUC drop against the champion.")
 
+    # Serving
+    serve_host: str = "127.0.0.1"
+    serve_port: int = Field(default=8000, ge=1, le=65535)
+    serve_workers: int = Field(default=1, ge=1)
+    max_batch_size: int = Field(default=1_000, ge=1, description="Largest /score/batch request accepted.")
+    microbatch_max: int = Field(default=64, ge=1, description="Most single /score requests scored in one call.")
+    microbatch_wait_ms: float = Field(default=0.5, ge=0, description="How long a lone request waits for company.")
+    model_alias: str = "champion"
+    model_poll_seconds: float = Field(default=5.0, gt=0, description="How often the service checks the alias.")
+    max_future_seconds: int = Field(default=300, ge=0, description="Tolerated clock skew of request timestamps.")
+    fail_policy: str = Field(
+        default="error",
+        pattern="^(error|approve|review|block)$",
+        description="What /score answers when Redis is down: error (503) or a fixed recommendation.",
+    )
+    reasons_count: int = Field(default=3, ge=0, le=10)
+    decision_stream: str = "skewless:decisions"
+    worker_group: str = "prediction-log"
+    worker_batch: int = Field(default=500, ge=1)
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.data_path / "predictions"
+
     @property
     def data_path(self) -> Path:
         # Feature sources in feature_repo/ name paths relative to the repo root, so data always lives here.

@@ -1,0 +1,255 @@
+"""The FastAPI app, built by ``create_app(settings)``. Its lifespan opens Feast, Redis and the model, and closes them.
+
+Nothing connects at import time. When Redis or the registry is down the app still starts, reports not ready,
+answers 503 with the reason (or the configured fail policy), and recovers by itself when they come back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import redis
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from serving.batcher import MicroBatcher
+from serving.events import DecisionLog
+from serving.metrics import ServiceMetrics
+from serving.model import ModelHolder
+from serving.schemas import BatchRequest, BatchResponse, Readiness, ScoreResponse, Transaction
+from serving.scoring import Decision, Scorer
+from skewless.errors import DependencyUnavailableError, SkewlessError
+from skewless.settings import Settings
+from skewless.store import open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    settings: Settings
+    redis: redis.Redis
+    models: ModelHolder
+    scorer: Scorer
+    batcher: MicroBatcher[dict[str, Any], Decision]
+    decisions: DecisionLog
+    metrics: ServiceMetrics
+
+    def score_batch(self, transactions: list[dict[str, Any]]) -> list[Decision]:
+        """Runs on the scoring thread: score, record metrics, log the decisions."""
+        started = time.perf_counter()
+        decisions = self.scorer.score(transactions)
+        elapsed = time.perf_counter() - started
+        self.metrics.batch_size.observe(len(transactions))
+        for d in decisions:
+            version = str(d.model_version)
+            self.metrics.scores.labels(version).observe(d.risk_score)
+            self.metrics.recommendations.labels(d.recommendation, version).inc()
+            for name in d.missing_features + d.stale_features:
+                self.metrics.missing_features.labels(name).inc()
+        self.decisions.append(decisions, transactions, elapsed)
+        self.metrics.decision_log_buffered.set(self.decisions.buffered)
+        return decisions
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+ServiceDep = Annotated[Service, Depends(_service)]
+
+
+def _as_row(txn: Transaction) -> dict[str, Any]:
+    row = txn.model_dump()
+    row["event_timestamp"] = row.pop("timestamp").astimezone(UTC)
+    return row
+
+
+def _check_clock(settings: Settings, transactions: list[Transaction]) -> None:
+    limit = datetime.now(UTC) + timedelta(seconds=settings.max_future_seconds)
+    for i, txn in enumerate(transactions):
+        if txn.timestamp > limit:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "value_error",
+                        "loc": ("body", "transactions", i, "timestamp")
+                        if len(transactions) > 1
+                        else ("body", "timestamp"),
+                        "msg": f"timestamp {txn.timestamp.isoformat()} is more than "
+                        f"{settings.max_future_seconds} s in the future",
+                        "input": txn.timestamp.isoformat(),
+                    }
+                ]
+            )
+
+
+def _response(d: Decision) -> ScoreResponse:
+    return ScoreResponse(
+        txn_id=d.txn_id,
+        risk_score=d.risk_score,
+        recommendation=d.recommendation,  # type: ignore[arg-type]
+        model_version=d.model_version,
+        reasons=d.reasons,
+        missing_features=d.missing_features,
+        stale_features=d.stale_features,
+        unknown_entities=d.unknown_entities,
+    )
+
+
+def _fail_policy(service: Service, txn: Transaction, reason: str) -> ScoreResponse:
+    model = service.models.current
+    return ScoreResponse(
+        txn_id=txn.txn_id,
+        risk_score=None,
+        recommendation=service.settings.fail_policy,  # type: ignore[arg-type]
+        model_version=model.version if model else None,
+        reasons=[],
+        missing_features=[],
+        stale_features=[],
+        unknown_entities=[],
+        policy=f"fail policy {service.settings.fail_policy}: {reason}",
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=2, socket_connect_timeout=1, health_check_interval=5
+        )
+        store = open_store(settings.repo_root)
+
+        def on_reload(previous: int | None, version: int, result: str) -> None:
+            metrics.model_reloads.labels(result).inc()
+            if result == "ok":
+                metrics.model_version.set(version)
+
+        models = ModelHolder(settings, on_reload=on_reload)
+        try:
+            models.reload()
+        except SkewlessError as exc:  # start anyway: /ready says why, the poller keeps trying
+            log.warning("starting without a model: %s", exc)
+        models.start_polling()
+        scorer = Scorer(store, client, models, settings.reasons_count)
+        service = Service(
+            settings, client, models, scorer, None, DecisionLog(client, settings.decision_stream), metrics
+        )  # type: ignore[arg-type]
+        service.batcher = MicroBatcher(service.score_batch, settings.microbatch_max, settings.microbatch_wait_ms / 1000)
+        service.batcher.start()
+        app.state.service = service
+        try:
+            yield
+        finally:
+            await service.batcher.stop()
+            models.stop()
+            service.decisions.flush()
+            client.close()
+
+    app = FastAPI(
+        title="Skewless fraud scoring",
+        description="Online features from Feast plus the registry's champion model: a score and a recommendation.",
+        version="1",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(SkewlessError)
+    async def _domain_error(request: Request, exc: SkewlessError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+
+    @app.middleware("http")
+    async def _timing(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        endpoint = request.url.path
+        if endpoint.startswith("/score"):
+            metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - started)
+            metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        return response
+
+    @app.post("/score", response_model=ScoreResponse)
+    async def score(txn: Transaction, service: ServiceDep) -> ScoreResponse:
+        """Score one transaction. Requests arriving together are scored in one model call."""
+        _check_clock(service.settings, [txn])
+        try:
+            return _response(await service.batcher.submit(_as_row(txn)))
+        except DependencyUnavailableError as exc:
+            if service.settings.fail_policy == "error":
+                raise
+            return _fail_policy(service, txn, str(exc))
+
+    @app.post("/score/batch", response_model=BatchResponse)
+    async def score_batch(body: BatchRequest, service: ServiceDep) -> BatchResponse:
+        """Score up to SKEWLESS_MAX_BATCH_SIZE transactions together."""
+        if len(body.transactions) > service.settings.max_batch_size:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "too_long",
+                        "loc": ("body", "transactions"),
+                        "msg": f"{len(body.transactions)} transactions; at most {service.settings.max_batch_size}",
+                        "input": len(body.transactions),
+                    }
+                ]
+            )
+        _check_clock(service.settings, body.transactions)
+        try:
+            decisions = await service.batcher.run_batch([_as_row(t) for t in body.transactions])
+        except DependencyUnavailableError as exc:
+            if service.settings.fail_policy == "error":
+                raise
+            return BatchResponse(results=[_fail_policy(service, t, str(exc)) for t in body.transactions])
+        return BatchResponse(results=[_response(d) for d in decisions])
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/ready", response_model=Readiness)
+    def ready(service: ServiceDep) -> JSONResponse:
+        """Redis answers and a model is loaded; 503 otherwise, with the reason."""
+        try:
+            service.redis.ping()
+            redis_state = "ok"
+            service.decisions.flush()
+        except redis.RedisError as exc:
+            redis_state = f"unavailable: {exc}"
+        model = service.models.current
+        model_state = "ok" if model else (service.models.last_error or "not loaded")
+        body = Readiness(
+            ready=redis_state == "ok" and model is not None,
+            redis=redis_state,
+            model=model_state,
+            model_version=model.version if model else None,
+        )
+        return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/admin/reload")
+    async def reload(service: ServiceDep) -> dict[str, Any]:
+        """Load the version the alias points at now, without waiting for the poller."""
+        changed = service.models.reload()
+        model = service.models.current
+        return {"changed": changed, "model_version": model.version if model else None}
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory`: settings from the environment."""
+    return create_app(Settings())

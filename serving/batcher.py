@@ -1,0 +1,79 @@
+"""Micro-batching: single requests that arrive together are scored in one call ("20 requests, 1 prediction").
+
+A lone request waits at most ``wait_s`` for company; while a batch is being scored the next one fills up, so
+under load batches grow by themselves. Scoring runs on one worker thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class MicroBatcher(Generic[T, R]):
+    def __init__(self, score: Callable[[list[T]], list[R]], max_size: int, wait_s: float) -> None:
+        self._score = score
+        self._max_size = max_size
+        self._wait_s = wait_s
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, future))
+        return await future
+
+    async def run_batch(self, items: list[T]) -> list[R]:
+        """Score a caller's own batch on the same thread (no mixing with single requests)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._score, items)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            deadline = loop.time() + self._wait_s
+            while len(batch) < self._max_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            live = [(item, fut) for item, fut in batch if not fut.cancelled()]
+            if not live:
+                continue
+            self.batches += 1
+            try:
+                results: list[Any] = await loop.run_in_executor(self._executor, self._score, [i for i, _ in live])
+            except Exception as exc:  # every waiting request gets the same error
+                for _, fut in live:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), result in zip(live, results, strict=True):
+                if not fut.done():
+                    fut.set_result(result)

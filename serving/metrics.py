@@ -1,0 +1,58 @@
+"""Prometheus metrics of the service: `skewless_` prefix, base units, one registry per app."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+SCORE_BUCKETS = tuple(i / 20 for i in range(1, 21))
+AGE_BUCKETS = (60, 600, 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400)
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.request_seconds = Histogram(
+            "skewless_request_duration_seconds",
+            "Time to answer a request.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "skewless_requests", "Requests answered, by endpoint and HTTP status.", ["endpoint", "status"], registry=r
+        )
+        self.scores = Histogram(
+            "skewless_score",
+            "Risk scores served, by model version.",
+            ["model_version"],
+            buckets=SCORE_BUCKETS,
+            registry=r,
+        )
+        self.recommendations = Counter(
+            "skewless_recommendations", "Recommendations served.", ["recommendation", "model_version"], registry=r
+        )
+        self.missing_features = Counter(
+            "skewless_missing_features", "Scored transactions with a feature missing or stale.", ["feature"], registry=r
+        )
+        self.feature_age = Histogram(
+            "skewless_online_feature_age_seconds",
+            "Age of online feature rows when read.",
+            ["feature_view"],
+            buckets=AGE_BUCKETS,
+            registry=r,
+        )
+        self.model_reloads = Counter(
+            "skewless_model_reloads", "Model swaps and failed attempts.", ["result"], registry=r
+        )
+        self.model_version = Gauge("skewless_model_version", "Version of the model serving.", registry=r)
+        self.batch_size = Histogram(
+            "skewless_batch_size",
+            "Transactions per model call.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 512, 1024),
+            registry=r,
+        )
+        self.decision_log_buffered = Gauge(
+            "skewless_decision_log_buffered", "Decisions waiting for Redis to come back.", registry=r
+        )

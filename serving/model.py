@@ -1,0 +1,132 @@
+"""The model that serves: loaded from the registry by alias, swapped when the alias moves.
+
+A swap builds the new model completely (load, warm-up prediction) before one reference assignment makes it
+current, so a request in flight finishes on the model it started with and none fails during the swap.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from sklearn.pipeline import Pipeline
+
+from skewless.errors import DependencyUnavailableError, SkewlessError
+from skewless.settings import Settings
+from training import registry
+from training.evaluate import Thresholds
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    version: int
+    pipeline: Pipeline
+    features: list[str]
+    feature_service: str
+    thresholds: Thresholds
+    medians: dict[str, float] = field(default_factory=dict)  # training medians of numeric features, for reasons
+
+    def probability(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.pipeline.predict_proba(frame[self.features])[:, 1], dtype="float64")
+
+
+def _training_medians(pipeline: Pipeline) -> dict[str, float]:
+    try:
+        numeric = pipeline.named_steps["features"].named_transformers_["numeric"]
+        imputer = numeric.named_steps["impute"]
+        names = list(pipeline.named_steps["features"].transformers_[0][2])
+        return dict(zip(names, (float(v) for v in imputer.statistics_), strict=False))
+    except (KeyError, AttributeError, IndexError):
+        return {}
+
+
+def load_model(settings: Settings, client: MlflowClient, alias: str) -> ServedModel:
+    """Load ``fraud-detector@alias`` with its thresholds and feature service; warm it up once."""
+    mv = registry.model_version(client, settings.model_name, alias=alias)
+    tags = mv.tags
+    missing = [t for t in ("feature_service", "threshold_block", "threshold_review") if t not in tags]
+    if missing:
+        raise SkewlessError(f"{settings.model_name} v{mv.version} lacks tags {missing}; it was not trained here")
+    pipeline = mlflow.sklearn.load_model(f"models:/{settings.model_name}/{mv.version}")
+    features = [str(f) for f in pipeline.feature_names_in_]
+    model = ServedModel(
+        version=int(mv.version),
+        pipeline=pipeline,
+        features=features,
+        feature_service=tags["feature_service"],
+        thresholds=Thresholds(block=float(tags["threshold_block"]), review=float(tags["threshold_review"])),
+        medians=_training_medians(pipeline),
+    )
+    model.probability(pd.DataFrame([dict.fromkeys(features)]))  # first call pays sklearn's lazy setup
+    return model
+
+
+class ModelHolder:
+    """Holds the current model; a background thread follows the alias and swaps in new versions."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        on_reload: Callable[[int | None, int, str], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._on_reload = on_reload
+        self._current: ServedModel | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+
+    @property
+    def current(self) -> ServedModel | None:
+        return self._current
+
+    def reload(self) -> bool:
+        """Load the alias's version if it differs from the current one. True when the model changed."""
+        with self._lock:
+            try:
+                client = registry.connect(self._settings)
+                mv = registry.model_version(client, self._settings.model_name, alias=self._settings.model_alias)
+                if self._current is not None and int(mv.version) == self._current.version:
+                    self.last_error = None
+                    return False
+                model = load_model(self._settings, client, self._settings.model_alias)
+            except SkewlessError as exc:
+                self.last_error = str(exc)
+                raise
+            except Exception as exc:  # registry unreachable, artifact missing: keep serving what we have
+                self.last_error = f"model registry: {exc}"
+                raise DependencyUnavailableError(self.last_error) from exc
+            previous = self._current.version if self._current else None
+            self._current = model
+            self.last_error = None
+        log.info("serving %s v%s (was v%s)", self._settings.model_name, model.version, previous)
+        if self._on_reload:
+            self._on_reload(previous, model.version, "ok")
+        return True
+
+    def start_polling(self) -> None:
+        self._thread = threading.Thread(target=self._poll, name="model-poller", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self._settings.model_poll_seconds):
+            try:
+                self.reload()
+            except SkewlessError as exc:
+                log.warning("model reload failed, still serving v%s: %s", self._current and self._current.version, exc)
+                if self._on_reload:
+                    self._on_reload(self._current.version if self._current else None, -1, "failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)

@@ -1,0 +1,164 @@
+"""Scoring a batch of transactions: stored features, on-demand features, the model, the decision and its reasons.
+
+Everything here is a function of the batch; routes and the micro-batcher only move requests in and answers out.
+The on-demand features are computed by the feature service's own on-demand views (their Feast transformation,
+which calls ``feature_repo.transformations``), so the service and training run one implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import redis
+from feast import FeatureStore
+
+from serving.model import ModelHolder, ServedModel
+from serving.online import EntityFeatures, OnlineFeatures
+from skewless.errors import DependencyUnavailableError
+from skewless.store import feature_service
+from training.evaluate import decide
+
+
+@dataclass
+class Decision:
+    txn_id: str
+    risk_score: float
+    recommendation: str
+    model_version: int
+    reasons: list[str]
+    missing_features: list[str]
+    stale_features: list[str]
+    unknown_entities: list[str]
+    features: dict[str, Any] = field(default_factory=dict)
+
+
+class Scorer:
+    """Turns transactions (dicts of the request's fields) into decisions with the current model."""
+
+    def __init__(self, store: FeatureStore, client: redis.Redis, models: ModelHolder, reasons_count: int = 3) -> None:
+        self._store = store
+        self._client = client
+        self._models = models
+        self._reasons_count = reasons_count
+        self._by_service: dict[str, tuple[OnlineFeatures, list[Any], dict[str, str]]] = {}
+
+    def _service_parts(self, name: str) -> tuple[OnlineFeatures, list[Any], dict[str, str]]:
+        """Online reader, on-demand views and feature descriptions of a service, worked out once per service."""
+        if name not in self._by_service:
+            service = feature_service(self._store, name)
+            on_demand = {v.name: v for v in self._store.list_on_demand_feature_views()}
+            views = [on_demand[p.name] for p in service.feature_view_projections if p.name in on_demand]
+            descriptions = {}
+            for projection in service.feature_view_projections:
+                if projection.name not in on_demand:
+                    for f in self._store.get_feature_view(projection.name).features:
+                        descriptions[f.name] = f.description
+            self._by_service[name] = (OnlineFeatures(self._store, service, self._client), views, descriptions)
+        return self._by_service[name]
+
+    def model(self) -> ServedModel:
+        model = self._models.current
+        if model is None:
+            reason = self._models.last_error or "no model loaded yet"
+            raise DependencyUnavailableError(f"no model to score with: {reason}")
+        return model
+
+    def features(
+        self, transactions: list[dict[str, Any]], model: ServedModel
+    ) -> tuple[pd.DataFrame, list[EntityFeatures]]:
+        online, on_demand_views, _ = self._service_parts(model.feature_service)
+        stored = online.read(transactions, now=datetime.now(UTC))
+        frame = pd.DataFrame([s.values for s in stored])
+        request = pd.DataFrame(transactions)
+        for column in request.columns:
+            if column not in frame.columns:
+                frame[column] = request[column].to_numpy()
+        frame["event_timestamp"] = pd.to_datetime(request["event_timestamp"], utc=True)
+        for view in on_demand_views:
+            computed = view.feature_transformation.transform(frame)
+            for column in computed.columns:
+                frame[column] = computed[column].to_numpy()
+        return frame, stored
+
+    def score(self, transactions: list[dict[str, Any]]) -> list[Decision]:
+        model = self.model()
+        frame, stored = self.features(transactions, model)
+        scores = model.probability(frame)
+        actions = decide(scores, model.thresholds)
+        reasons = self._reasons(model, frame, scores, actions)
+        decisions = []
+        for i, txn in enumerate(transactions):
+            vector = {name: _plain(frame.at[i, name]) for name in model.features}
+            decisions.append(
+                Decision(
+                    txn_id=str(txn["txn_id"]),
+                    risk_score=float(scores[i]),
+                    recommendation=str(actions[i]),
+                    model_version=model.version,
+                    reasons=reasons[i],
+                    missing_features=stored[i].missing,
+                    stale_features=stored[i].stale,
+                    unknown_entities=stored[i].unknown_entities,
+                    features=vector,
+                )
+            )
+        return decisions
+
+    def _reasons(
+        self, model: ServedModel, frame: pd.DataFrame, scores: np.ndarray, actions: np.ndarray
+    ) -> list[list[str]]:
+        """For flagged transactions: the numeric features whose typical value would lower the score most.
+
+        Each candidate feature is set to its training median, one at a time, in one batched prediction; the
+        biggest drops are the reasons. Approved transactions get none, which keeps the common path cheap.
+        """
+        out: list[list[str]] = [[] for _ in range(len(frame))]
+        flagged = np.flatnonzero(actions != "approve")
+        names = [n for n in model.features if n in model.medians]
+        if not len(flagged) or not names or self._reasons_count == 0:
+            return out
+        _, _, descriptions = self._service_parts(model.feature_service)
+        rows = frame.loc[flagged, model.features]
+        variants = pd.concat([rows.assign(**{name: model.medians[name]}) for name in names], ignore_index=True)
+        drops = scores[flagged][None, :] - model.probability(variants).reshape(len(names), len(flagged))
+        for j, row_index in enumerate(flagged):
+            best = np.argsort(-drops[:, j])[: self._reasons_count]
+            out[row_index] = [
+                _reason_text(names[k], frame.at[row_index, names[k]], model.medians[names[k]], descriptions)
+                for k in best
+                if drops[k, j] > 0
+            ]
+        return out
+
+
+def _reason_text(name: str, value: Any, typical: float, descriptions: dict[str, str]) -> str:
+    label = descriptions.get(name) or name.replace("_", " ").capitalize()
+    label = label.rstrip(".")
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return f"{label}: unknown"
+    return f"{label}: {_fmt(value)} (typical {_fmt(typical)})"
+
+
+def _fmt(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return f"{number:,.0f}" if abs(number) >= 100 or number == int(number) else f"{number:.2f}"
+
+
+def _plain(value: Any) -> Any:
+    """JSON- and Parquet-friendly scalars for the decision log."""
+    if value is None:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value
