@@ -1,0 +1,190 @@
+"""The scoring service against a real Redis, a real MLflow store and Feast's online data."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import mlflow
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.app import create_app
+from skewless.store import feature_service, open_store
+from tests.serving.conftest import ServedRepo
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def client(served_repo: ServedRepo) -> Iterator[TestClient]:
+    with TestClient(create_app(served_repo.settings)) as c:
+        yield c
+
+
+def _latest_transactions(repo: ServedRepo, n: int) -> list[dict[str, Any]]:
+    files = sorted((repo.root / "data" / "raw" / "transactions").glob("*.parquet"))
+    frame = pd.read_parquet(files[-1]).tail(n)
+    now = datetime.now(UTC).isoformat()
+    return [
+        {
+            "txn_id": f"t{row.txn_id}",
+            "user_id": int(row.user_id),
+            "device_id": int(row.device_id),
+            "merchant_id": int(row.merchant_id),
+            "amount": float(row.amount),
+            "currency": row.currency,
+            "country": row.country,
+            "channel": row.channel,
+            "timestamp": now,
+        }
+        for row in frame.itertuples()
+    ]
+
+
+def test_score_answers_with_the_contract(client: TestClient, served_repo: ServedRepo) -> None:
+    txn = _latest_transactions(served_repo, 1)[0]
+    reply = client.post("/score", json=txn)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["txn_id"] == txn["txn_id"]
+    assert 0 <= body["risk_score"] <= 1
+    assert body["recommendation"] in {"block", "review", "approve"}
+    assert body["model_version"] == served_repo.champion
+    assert body["unknown_entities"] == []
+
+
+def test_served_features_and_scores_equal_feast_and_the_model_offline(
+    client: TestClient, served_repo: ServedRepo
+) -> None:
+    """What the service reads equals Feast's get_online_features; its score equals predict_proba offline."""
+    transactions = _latest_transactions(served_repo, 20)
+    replies = client.post("/score/batch", json={"transactions": transactions}).json()["results"]
+    app = client.app
+    decisions = app.state.service.scorer.score(  # type: ignore[attr-defined]
+        [{**t, "event_timestamp": pd.Timestamp(t["timestamp"])} for t in transactions]
+    )
+    store = open_store(served_repo.root)
+    rows = [
+        {**{k: t[k] for k in ("user_id", "device_id", "merchant_id", "amount", "country", "channel")},
+         "event_timestamp": pd.Timestamp(t["timestamp"])}
+        for t in transactions
+    ]  # fmt: skip
+    feast_online = store.get_online_features(
+        features=feature_service(store, "fraud_model_v1"), entity_rows=rows
+    ).to_df()
+    model = mlflow.sklearn.load_model(f"models:/{served_repo.settings.model_name}/{served_repo.champion}")
+    offline = model.predict_proba(feast_online[list(model.feature_names_in_)])[:, 1]
+    for i, (reply, decision) in enumerate(zip(replies, decisions, strict=True)):
+        assert reply["risk_score"] == pytest.approx(decision.risk_score, abs=1e-12)
+        assert reply["risk_score"] == pytest.approx(offline[i], abs=1e-9)
+        for name, value in decision.features.items():
+            expected = feast_online.at[i, name]
+            if value is None:
+                assert pd.isna(expected), f"{name}: served missing, Feast has {expected}"
+            else:
+                assert value == pytest.approx(expected) if isinstance(value, float) else value == expected, name
+
+
+def test_unknown_entities_are_scored_with_defaults_and_flagged(client: TestClient, served_repo: ServedRepo) -> None:
+    txn = {**_latest_transactions(served_repo, 1)[0], "user_id": 9_999_999, "device_id": 9_999_999}
+    body = client.post("/score", json=txn).json()
+    assert set(body["unknown_entities"]) == {"user", "device"}
+    assert "txn_count_7d" in body["missing_features"]
+    assert 0 <= body["risk_score"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"amount": -1}, "amount"),
+        ({"currency": "XXX"}, "currency"),
+        ({"channel": "fax"}, "channel"),
+        ({"user_id": "abc"}, "user_id"),
+        ({"timestamp": "2026-11-03T10:00:00"}, "timestamp"),  # no time zone
+        ({"timestamp": (datetime.now(UTC) + timedelta(days=2)).isoformat()}, "timestamp"),
+    ],
+)
+def test_bad_fields_get_422_naming_the_field(
+    client: TestClient, served_repo: ServedRepo, change: dict, field: str
+) -> None:
+    txn = {**_latest_transactions(served_repo, 1)[0], **change}
+    reply = client.post("/score", json=txn)
+    assert reply.status_code == 422
+    assert field in [str(part) for error in reply.json()["detail"] for part in error["loc"]]
+
+
+def test_missing_field_and_malformed_json_get_422(client: TestClient, served_repo: ServedRepo) -> None:
+    txn = _latest_transactions(served_repo, 1)[0]
+    del txn["amount"]
+    reply = client.post("/score", json=txn)
+    assert reply.status_code == 422 and "amount" in json.dumps(reply.json())
+    reply = client.post("/score", content=b'{"txn_id": "x", ', headers={"content-type": "application/json"})
+    assert reply.status_code == 422
+
+
+def test_batch_limits(client: TestClient, served_repo: ServedRepo) -> None:
+    txn = _latest_transactions(served_repo, 1)[0]
+    many = [{**txn, "txn_id": f"b{i}"} for i in range(1000)]
+    reply = client.post("/score/batch", json={"transactions": many})
+    assert reply.status_code == 200
+    assert len(reply.json()["results"]) == 1000
+    reply = client.post("/score/batch", json={"transactions": [*many, txn]})
+    assert reply.status_code == 422
+    assert "at most 1000" in reply.text
+    assert client.post("/score/batch", json={"transactions": []}).status_code == 422
+
+
+def test_health_ready_metrics_and_docs(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    text = client.get("/metrics").text
+    for name in (
+        "skewless_request_duration_seconds",
+        "skewless_score",
+        "skewless_recommendations_total",
+        "skewless_model_version",
+    ):
+        assert name in text
+    assert client.get("/docs").status_code == 200
+
+
+def test_redis_outage_gives_503_and_recovers_by_itself(served_repo: ServedRepo) -> None:
+    with TestClient(create_app(served_repo.settings)) as c:
+        txn = _latest_transactions(served_repo, 1)[0]
+        assert c.post("/score", json=txn).status_code == 200
+        served_repo.redis.stop()
+        try:
+            down = c.post("/score", json=txn)
+            assert down.status_code == 503
+            assert "Redis" in down.json()["detail"]
+            ready = c.get("/ready")
+            assert ready.status_code == 503 and ready.json()["redis"].startswith("unavailable")
+        finally:
+            served_repo.redis.start()
+            served_repo.materialize()
+        deadline = time.monotonic() + 15
+        while c.get("/ready").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert c.post("/score", json=txn).status_code == 200
+
+
+def test_fail_policy_answers_when_redis_is_down(served_repo: ServedRepo) -> None:
+    settings = served_repo.settings.model_copy(update={"fail_policy": "review"})
+    with TestClient(create_app(settings)) as c:
+        txn = _latest_transactions(served_repo, 1)[0]
+        served_repo.redis.stop()
+        try:
+            reply = c.post("/score", json=txn)
+        finally:
+            served_repo.redis.start()
+            served_repo.materialize()
+        assert reply.status_code == 200
+        body = reply.json()
+        assert body["recommendation"] == "review" and body["risk_score"] is None
+        assert body["policy"].startswith("fail policy review")

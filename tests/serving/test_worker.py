@@ -1,0 +1,56 @@
+"""The decision stream -> Parquet: every scored transaction exactly once, also across a worker crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from serving.app import create_app
+from serving.worker import PredictionLogWorker
+from tests.serving.conftest import ServedRepo
+from tests.serving.test_app import _latest_transactions
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _logged(out: Path) -> pd.DataFrame:
+    files = sorted(out.glob("day=*/*.parquet"))
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+
+
+def test_every_decision_lands_once_even_after_a_crash(served_repo: ServedRepo, tmp_path: Path) -> None:
+    settings = served_repo.settings.model_copy(update={"decision_stream": "test:worker", "worker_group": "g1"})
+    client = redis.Redis.from_url(served_repo.redis.url)
+    client.delete("test:worker")
+    transactions = _latest_transactions(served_repo, 60)
+    with TestClient(create_app(settings)) as c:
+        for t in transactions[:40]:
+            assert c.post("/score", json=t).status_code == 200
+        assert c.post("/score/batch", json={"transactions": transactions[40:]}).status_code == 200
+    out = tmp_path / "predictions"
+
+    # The first worker reads a batch, writes it, and dies before acknowledging.
+    crashed = PredictionLogWorker(client, "test:worker", "g1", out, batch=25)
+    crashed.ensure_group()
+    original_xack = client.xack
+    client.xack = lambda *a, **k: (_ for _ in ()).throw(redis.ConnectionError("crash"))  # type: ignore[method-assign]
+    with pytest.raises(redis.ConnectionError):
+        crashed.step(block_ms=100)
+    client.xack = original_xack  # type: ignore[method-assign]
+    assert len(_logged(out)) == 25
+
+    # A new worker of the same consumer picks up the unacknowledged entries and the rest.
+    worker = PredictionLogWorker(client, "test:worker", "g1", out, batch=25)
+    while worker.step(block_ms=100):
+        pass
+    logged = _logged(out)
+    assert sorted(logged["txn_id"]) == sorted(t["txn_id"] for t in transactions)
+    assert logged["txn_id"].is_unique
+    assert client.xpending("test:worker", "g1")["pending"] == 0
+    row = logged.iloc[0]
+    assert row["model_version"] == served_repo.champion
+    assert {"features", "risk_score", "recommendation", "latency_ms", "event_timestamp"} <= set(logged.columns)
