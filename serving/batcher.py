@@ -17,12 +17,18 @@ R = TypeVar("R")
 
 
 class MicroBatcher(Generic[T, R]):
-    def __init__(self, score: Callable[[list[T]], list[R]], max_size: int, wait_s: float) -> None:
+    def __init__(
+        self,
+        score: Callable[[list[T]], list[R]],
+        max_size: int,
+        wait_s: float,
+        thread_setup: Callable[[], object] | None = None,
+    ) -> None:
         self._score = score
         self._max_size = max_size
         self._wait_s = wait_s
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer", initializer=thread_setup)
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
 

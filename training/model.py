@@ -49,7 +49,13 @@ def feature_kinds(service: FeatureService) -> FeatureKinds:
 
 def as_float(frame: pd.DataFrame) -> np.ndarray:
     """Numeric features as float64 whatever Feast handed over (ints, nullable ints, objects holding None)."""
-    return frame.apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    columns = [
+        frame[c].to_numpy(dtype="float64", na_value=np.nan)
+        if pd.api.types.is_numeric_dtype(frame[c])
+        else pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        for c in frame.columns
+    ]
+    return np.column_stack(columns) if columns else np.empty((len(frame), 0))
 
 
 def as_category(frame: pd.DataFrame) -> np.ndarray:
