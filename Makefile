@@ -7,8 +7,10 @@ REDIS_URL ?= redis://localhost:6379
 export REDIS_URL
 DEMO_USERS ?= 5000
 DEMO_DAYS ?= 21
+DEMO_PORT ?= 8000
+READY = $(BIN)/python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$(DEMO_PORT)/ready', timeout=2)"
 
-.PHONY: install demo test lint format redis clean
+.PHONY: install demo test lint format redis clean bench-serving
 
 $(BIN)/skewless: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +49,13 @@ demo: install redis
 	$(BIN)/skewless approve --version candidate --by "$${USER:-demo}"
 	$(BIN)/skewless deploy --version candidate
 	$(BIN)/skewless models
+	@echo "--- scoring service: start, score a few recent transactions, log the decisions ---"
+	@$(BIN)/skewless serve --port $(DEMO_PORT) & pid=$$!; trap "kill $$pid 2>/dev/null" EXIT; \
+	for i in $$(seq 120); do $(READY) 2>/dev/null && break; sleep 1; done; \
+	$(BIN)/skewless score-sample --url http://127.0.0.1:$(DEMO_PORT) && $(BIN)/skewless worker --once
+
+bench-serving: install redis
+	$(BIN)/python bench/serving.py
 
 test: install redis
 	$(BIN)/pytest

@@ -52,11 +52,29 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _score_sample(args: argparse.Namespace, settings: Settings) -> int:
+    from serving.sample import score_sample
+
+    print(f"{'txn':>9} {'amount':>9} {'country':>7} {'channel':>7} {'was':>6}  {'score':>6} {'decision':<8} reasons")
+    for txn, result in score_sample(settings, args.url, args.n):
+        was = "fraud" if txn["was_fraud"] else "ok"
+        reasons = "; ".join(result["reasons"]) or "-"
+        print(
+            f"{txn['txn_id']:>9} {txn['amount']:>9.2f} {txn['country']:>7} {txn['channel']:>7} {was:>6}  "
+            f"{result['risk_score']:>6.3f} {result['recommendation']:<8} {reasons}"
+        )
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     serve = register_command(sub, "serve", "run the scoring service (FastAPI under uvicorn)", _serve)
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--workers", type=int, default=None, help="uvicorn worker processes")
+
+    sample = register_command(sub, "score-sample", "score recent ordinary and fraudulent transactions", _score_sample)
+    sample.add_argument("--url", default="http://127.0.0.1:8000", help="where the service listens")
+    sample.add_argument("--n", type=int, default=6, help="how many transactions")
 
     worker = register_command(sub, "worker", "write logged decisions from the stream to Parquet", _worker)
     worker.add_argument("--once", action="store_true", help="stop when the stream has nothing left")
