@@ -3,6 +3,11 @@
 Incremental by day: with no range, every day that has raw transactions but no complete set of feature files is
 computed. With ``--from/--to`` the range is recomputed. Either way a day's four tables are computed in full and
 only then written, each to a temporary file renamed into place, so a failure leaves earlier files untouched.
+
+Before anything is computed, every raw file the run will read goes through the raw validation gate
+(``validation.gates.raw_files_gate``): schema first, then the source's suite. A file that fails stops the run
+before a single feature table is written, with a message naming the file, expectation, column and bad values.
+Files that passed before and have not changed since are not validated again.
 """
 
 from __future__ import annotations
@@ -30,26 +35,31 @@ class PipelineResult:
 
 
 class _CheckedFiles:
-    """Checks each raw file against its schema once per run, then hands out lists of checked files."""
+    """Hands out lists of raw files; each file's schema is checked once per run unless the gate checks it."""
 
-    def __init__(self, raw_dir: Path) -> None:
+    def __init__(self, raw_dir: Path, *, check: bool = True) -> None:
         self.raw_dir = raw_dir
         self.available = {source: set(list_days(raw_dir / source)) for source in schemas.SOURCES}
+        self._check = check
         self._checked: set[Path] = set()
 
     def files(self, source: str, first: date, last: date) -> list[Path]:
         days = sorted(d for d in self.available[source] if first <= d <= last)
         paths = [day_file(self.raw_dir / source, d) for d in days]
         for path in paths:
-            if path not in self._checked:
+            if self._check and path not in self._checked:
                 check_schema(
                     path,
                     schemas.SOURCES[source],
                     label=f"{source}/{path.name}",
                     require_rows=source == "transactions",
                 )
-                self._checked.add(path)
+            self._checked.add(path)
         return paths
+
+    @property
+    def used(self) -> set[Path]:
+        return set(self._checked)
 
 
 def days_to_run(raw_dir: Path, features_dir: Path, first: date | None, last: date | None) -> list[date]:
@@ -98,17 +108,31 @@ def run_pipeline(
     first: date | None = None,
     last: date | None = None,
     progress: Callable[[str], None] | None = None,
+    *,
+    reports_dir: Path | None = None,
+    validate: bool = True,
 ) -> PipelineResult:
-    """Compute and write the feature tables for the days asked (or all days not yet done)."""
+    """Compute and write the feature tables for the days asked (or all days not yet done).
+
+    Every raw file the run reads is validated first (``validate=False`` checks schemas only, for benchmarks);
+    validation reports go under ``reports_dir``, by default ``reports`` beside ``raw_dir`` (``data/reports``).
+    """
     result = PipelineResult()
-    files = _CheckedFiles(raw_dir)
-    for day in days_to_run(raw_dir, features_dir, first, last):
-        inputs = inputs_for(files, day)
-        tables: dict[str, pa.Table] = {name: build(inputs) for name, build in TABLES.items()}
+    files = _CheckedFiles(raw_dir, check=not validate)
+    days = days_to_run(raw_dir, features_dir, first, last)
+    inputs = [inputs_for(files, day) for day in days]
+    if validate and inputs:
+        from validation.gates import raw_files_gate
+
+        report = raw_files_gate(raw_dir, files.used, reports_dir or raw_dir.parent / "reports")
+        if progress and report.targets:
+            progress(f"validated {len(report.targets)} raw file(s): passed")
+    for day_inputs in inputs:
+        tables: dict[str, pa.Table] = {name: build(day_inputs) for name, build in TABLES.items()}
         for name, table in tables.items():
-            write_parquet_atomic(table, day_file(features_dir / name, day))
+            write_parquet_atomic(table, day_file(features_dir / name, day_inputs.day))
             result.rows[name] = result.rows.get(name, 0) + table.num_rows
-        result.days.append(day)
+        result.days.append(day_inputs.day)
         if progress:
-            progress(f"{day}: " + ", ".join(f"{n} {t.num_rows:,}" for n, t in tables.items()))
+            progress(f"{day_inputs.day}: " + ", ".join(f"{n} {t.num_rows:,}" for n, t in tables.items()))
     return result

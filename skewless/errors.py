@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class SkewlessError(Exception):
     """Base of every error the project raises on purpose. The message names what was wrong and where."""
@@ -30,3 +32,12 @@ class DependencyUnavailableError(SkewlessError):
 
     exit_code = 3
     http_status = 503
+
+
+class ValidationFailedError(BadInputError):
+    """Data failed a validation gate. The message names the expectations, columns, failing shares and sample values;
+    ``report_path`` is the folder holding the full result (JSON and data docs HTML)."""
+
+    def __init__(self, message: str, report_path: Path | None = None) -> None:
+        super().__init__(message)
+        self.report_path = report_path
