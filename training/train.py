@@ -14,7 +14,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from threadpoolctl import threadpool_limits
 
-from skewless.errors import BadInputError
+from skewless.errors import BadInputError, ValidationFailedError
 from skewless.settings import Settings
 from skewless.store import feature_service, open_store
 from training import registry
@@ -28,6 +28,8 @@ from training.dataset import (
 )
 from training.evaluate import choose_thresholds, decision_metrics, ranking_metrics, save_plots
 from training.model import TRUSTED_TYPES, candidate_models, feature_kinds, fraud_probability, model_requirements
+from validation.gates import training_set_gate
+from validation.report import ValidationReport
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ def _train(settings: Settings, service_name: str | None, seed: int, shuffle_labe
     on_demand = {p.name for p in service.feature_view_projections if _is_on_demand(store, p.name)}
     batch_features = [f.name for p in service.feature_view_projections if p.name not in on_demand for f in p.features]
     check_features_found(training, batch_features)
+    gate = _validate_training_set(settings, training)
 
     train_frame, valid_frame = split_by_time(training.frame, settings.validation_share)
     x_train, y_train = train_frame[kinds.all], train_frame[LABEL].to_numpy()
@@ -129,6 +132,8 @@ def _train(settings: Settings, service_name: str | None, seed: int, shuffle_labe
         "threshold_block": repr(thresholds.block),
         "threshold_review": repr(thresholds.review),
         "shuffled_labels": str(shuffle_labels).lower(),
+        "training_set_validation": "passed",
+        "training_set_checks": "; ".join(gate.checked)[:5000],
     }
     with mlflow.start_run(run_name=f"train-{service_name}-{datetime.now(UTC):%Y%m%dT%H%M%S}") as run:
         mlflow.set_tags(tags)
@@ -158,6 +163,8 @@ def _train(settings: Settings, service_name: str | None, seed: int, shuffle_labe
             holdout = valid_frame[entities.columns.intersection(valid_frame.columns)]
             holdout.to_parquet(out / "holdout_entities.parquet", index=False)
             mlflow.log_artifact(str(out / "holdout_entities.parquet"), "holdout")
+        if gate.path is not None:
+            mlflow.log_artifacts(str(gate.path), "training_set_validation")
         example = x_valid.head(5)
         signature = infer_signature(example, fraud_probability(model, example))
         info = mlflow.sklearn.log_model(
@@ -175,6 +182,27 @@ def _train(settings: Settings, service_name: str | None, seed: int, shuffle_labe
         client.set_model_version_tag(settings.model_name, str(version), key, value)
     client.set_registered_model_alias(settings.model_name, registry.CANDIDATE, str(version))
     return TrainOutcome(version=version, run_id=run_id, model_type=best, metrics=metrics, comparison=comparison)
+
+
+def _validate_training_set(settings: Settings, training: TrainingFrame) -> ValidationReport:
+    """The training-set gate. A refusal is recorded as a failed MLflow run holding the report, then raised."""
+    try:
+        return training_set_gate(
+            training.frame, training.features, settings.reports_dir, features_dir=settings.features_dir
+        )
+    except ValidationFailedError as exc:
+        registry.connect(settings)
+        with mlflow.start_run(run_name=f"refused-{training.feature_service}-{datetime.now(UTC):%Y%m%dT%H%M%S}"):
+            mlflow.set_tags(
+                {
+                    "feature_service": training.feature_service,
+                    "training_set_validation": "failed",
+                    "refusal": str(exc)[:5000],
+                }
+            )
+            if exc.report_path is not None:
+                mlflow.log_artifacts(str(exc.report_path), "training_set_validation")
+        raise
 
 
 def _is_on_demand(store, name: str) -> bool:  # type: ignore[no-untyped-def]

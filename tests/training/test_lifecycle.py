@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from skewless.errors import BadInputError
+from skewless.errors import BadInputError, ValidationFailedError
 from tests.training.conftest import TrainingRepo, settings_for
 from training import registry
 from training.lifecycle import approve, deploy, models_table, validate_model
@@ -142,3 +142,23 @@ def test_same_flow_with_postgresql_backend(
     assert champion.tags["approved_by"] == "bob"
     for key in LINEAGE:
         assert champion.tags.get(key), f"lineage tag {key} missing in PostgreSQL store"
+
+
+def test_failing_training_set_is_refused_and_logged(
+    training_repo: TrainingRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A label delivered twice makes duplicate entity rows: the gate refuses, MLflow records why, nothing registers."""
+    root = tmp_path / "repo"
+    shutil.copytree(training_repo.root, root, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", "reports"))
+    labels = sorted((root / "data" / "raw" / "labels").glob("*.parquet"))
+    twice = pd.concat([pd.read_parquet(labels[-1]), pd.read_parquet(labels[-2])])
+    twice.to_parquet(labels[-1], index=False)
+    monkeypatch.chdir(root)
+    settings = settings_for(root)
+    with pytest.raises(ValidationFailedError, match="txn_id") as info:
+        train(settings)
+    assert info.value.report_path is not None and (info.value.report_path / "result.json").exists()
+    client = registry.connect(settings)
+    assert registry.all_versions(client, settings.model_name) == []
+    runs = mlflow.search_runs(experiment_names=[registry.EXPERIMENT])
+    assert (runs["tags.training_set_validation"] == "failed").any()
