@@ -14,6 +14,7 @@ logging and monitoring all go to ``DuckDBOfflineStore``.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from pydantic import StrictStr
 from feature_repo.stores.asof_join import ViewJoin, asof_sql, prepare_view
 from feature_repo.stores.duckdb_job import DuckDBRetrievalJob, Plan, connect
 from feature_repo.stores.entity_frame import EntityFrame, load_entity_frame, require_join_keys
+from feature_repo.stores.order_key import REPACK
 from feature_repo.stores.parquet_source import ParquetTable, is_local_parquet, open_table, quote
 from feature_repo.stores.source_rows import all_rows_sql, latest_rows_plan
 from skewless.errors import BadInputError
@@ -83,13 +85,13 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
         require_join_keys(frame, {entity: join.name for join in joins for _, entity in join.keys})
         _check_names(frame, joins)
 
-        def plan(con: duckdb.DuckDBPyConnection) -> Plan:
+        def plan(con: duckdb.DuckDBPyConnection, exact: bool = False) -> Plan:
             con.register("__skewless_entities", frame.table)
             low, high = _bounds(con, frame)
-            prepared = [prepare_view(con, join, low, high) for join in joins]
-            return Plan(
-                asof_sql("__skewless_entities", frame.columns, frame.timestamp_column, prepared), frame.num_rows
-            )
+            prepared = [prepare_view(con, join, low, high, exact) for join in joins]
+            sql = asof_sql("__skewless_entities", frame.columns, frame.timestamp_column, prepared)
+            retry = None if exact else partial(plan, exact=True)  # when a packed key's own check fails
+            return Plan(sql, frame.num_rows, fallback=retry, fallback_when=REPACK)
 
         return DuckDBRetrievalJob(
             plan,

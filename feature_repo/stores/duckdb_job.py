@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import ibis
@@ -26,13 +27,18 @@ from feast.saved_dataset import SavedDatasetStorage
 
 from feature_repo.stores.entity_frame import ROW_ID
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class Plan:
-    """The SQL to run, and the number of rows it returns when planning already found out."""
+    """The SQL to run, the number of rows it returns when planning already found out, and a second plan to run
+    when the first fails with an error containing ``fallback_when`` (an optimistic plan's own check failing)."""
 
     sql: str
     rows: int | None = None
+    fallback: Planner | None = None
+    fallback_when: str = ""
 
 
 Planner = Callable[[duckdb.DuckDBPyConnection], Plan]  # registers its inputs in the connection, returns the plan
@@ -89,7 +95,7 @@ class DuckDBRetrievalJob(RetrievalJob):
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
         con = connect(self._memory_limit, self._threads)
         try:
-            table = con.sql(self._planner(con).sql).to_arrow_table()
+            table = _run(con, self._planner(con), lambda relation: relation.to_arrow_table())
         finally:
             con.close()
         return _in_entity_order(table)
@@ -108,7 +114,7 @@ class DuckDBRetrievalJob(RetrievalJob):
         con = connect(memory_limit or self._memory_limit, self._threads)
         try:
             plan = self._planner(con)
-            yield plan.rows, iter(con.sql(plan.sql).to_arrow_reader(rows_per_batch))
+            yield plan.rows, iter(_run(con, plan, lambda relation: relation.to_arrow_reader(rows_per_batch)))
         finally:
             con.close()
 
@@ -130,6 +136,15 @@ class DuckDBRetrievalJob(RetrievalJob):
         )
 
 
+def _run(con: duckdb.DuckDBPyConnection, plan: Plan, fetch: Callable[[duckdb.DuckDBPyRelation], T]) -> T:
+    try:
+        return fetch(con.sql(plan.sql))
+    except duckdb.Error as exc:
+        if plan.fallback is None or plan.fallback_when not in str(exc):
+            raise
+    return _run(con, plan.fallback(con), fetch)
+
+
 def _in_entity_order(table: pa.Table) -> pa.Table:
     """Put rows back in the entity frame's order (the ASOF join shuffles them) and drop the row-id column."""
     if ROW_ID not in table.column_names:
@@ -137,4 +152,4 @@ def _in_entity_order(table: pa.Table) -> pa.Table:
     positions = table[ROW_ID].to_numpy()
     order = np.empty(len(positions), dtype=np.int64)
     order[positions] = np.arange(len(positions), dtype=np.int64)
-    return table.drop_columns([ROW_ID]).take(pa.array(order))
+    return table.drop_columns([ROW_ID]).combine_chunks().take(pa.array(order))

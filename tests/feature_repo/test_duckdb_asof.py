@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from feast import FeatureStore
 
-from feature_repo.stores import asof_join
+from feature_repo.stores import order_key
 from skewless.errors import BadInputError, MissingDataError, SchemaMismatchError
 from tests.feature_repo import synthetic_repo as repo
 
@@ -79,9 +79,46 @@ def test_edge_cases_are_present_in_the_data(tables) -> None:  # type: ignore[no-
 
 def test_struct_order_key_matches_stock_too(stores, tables, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """When (event, created) cannot be packed into one BIGINT the STRUCT key takes over, with the same answer."""
-    monkeypatch.setattr(asof_join, "_PACK_BITS", 0)
+    monkeypatch.setattr(order_key, "_PACK_BITS", 0)
     expected, got = _both(stores, repo.entity_rows(tables, seed=3))
     _assert_same(expected, got)
+
+
+def test_packing_that_the_data_breaks_falls_back_to_exact(stores, root: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Footers and a sample suggest whole seconds; a later row has microseconds, so the key's check fails and
+    the join is planned again from exact ranges, with the same answer as stock."""
+    from feast import FeatureView, Field
+    from feast.types import Int64
+
+    monkeypatch.setattr(order_key, "_SAMPLE_ROWS", 10)
+    folder = root / "data" / "late_micros"
+    folder.mkdir(exist_ok=True)
+    base = pd.DataFrame({"user_id": range(40), "event_timestamp": repo.T0, "value": range(40)})
+    base["created_timestamp"] = base["event_timestamp"]
+    later = base.assign(
+        event_timestamp=repo.T0 + pd.Timedelta(hours=5),
+        created_timestamp=repo.T0 + pd.Timedelta(hours=5, microseconds=7),
+        value=base["value"] + 100,
+    )
+    base.to_parquet(folder / "1.parquet", index=False)
+    later.to_parquet(folder / "2.parquet", index=False)
+    view = FeatureView(
+        name="late_micros",
+        entities=[repo.user],
+        ttl=repo.ACTIVITY_TTL,
+        schema=[Field(name="value", dtype=Int64)],
+        source=repo._source("late_micros"),
+    )
+    for store in stores:
+        store.apply([view])
+    entities = pd.DataFrame(
+        {"row": range(40), "user_id": range(40), "event_timestamp": repo.T0 + pd.Timedelta(hours=6)}
+    )
+    job = stores[1].get_historical_features(entities, features=["late_micros:value"])
+    assert order_key.REPACK in job.to_sql()  # the optimistic plan was the one tried first
+    expected, got = _both(stores, entities, features=["late_micros:value"])
+    _assert_same(expected, got)
+    assert got.column("value").to_pylist() == list(range(100, 140))
 
 
 def test_tie_in_event_time_goes_to_the_latest_created(stores, tables) -> None:  # type: ignore[no-untyped-def]
