@@ -173,7 +173,8 @@ def training_set_gate(
 
     limits = committed.load("training_set")
     report = ValidationReport(suite="training_set", targets=["training set"], findings=[])
-    checked, rederived = frame, []
+    checked = frame
+    rederived: list[str] = []
     if features_dir is not None:
         from validation.features import batch_views
 

@@ -150,7 +150,7 @@ def build_docs(outcomes: Sequence[Outcome], docs_dir: Path, run_name: str) -> Pa
     with quiet():
         for outcome in outcomes:
             if outcome.suite.name not in {s.name for s in context.suites.all()}:
-                context.suites.add(outcome.suite.copy() if hasattr(outcome.suite, "copy") else outcome.suite)
+                context.suites.add(outcome.suite)
             key = ValidationResultIdentifier(
                 ExpectationSuiteIdentifier(name=outcome.suite.name), run_id, _docs_key(outcome.target)
             )
