@@ -41,6 +41,11 @@ redis: install
 demo: install redis
 	$(BIN)/skewless generate --users $(DEMO_USERS) --days $(DEMO_DAYS) --quiet
 	$(BIN)/skewless pipeline --quiet
+	@echo "--- validation drill: a copy of the raw data with one day broken must be refused ---"
+	@$(BIN)/skewless inject-fault --into data/drill --fault negative-amounts
+	@if SKEWLESS_REPO_ROOT=data/drill $(BIN)/skewless pipeline --quiet; then \
+		echo "drill: the broken day was NOT refused" >&2; exit 1; \
+	else echo "drill: refused as expected; no feature table was written under data/drill"; fi
 	$(BIN)/feast apply
 	$(BIN)/feast materialize-incremental $$(date -u +%Y-%m-%dT%H:%M:%S)
 	$(BIN)/skewless inspect
