@@ -24,7 +24,8 @@ def _raw(args: argparse.Namespace, settings: Settings) -> int:
     if not files:
         where = f"for {args.day} " if args.day else ""
         raise BadInputError(f"{settings.raw_dir}: no raw files {where}to validate; run `skewless generate` first")
-    report = raw_files_gate(settings.raw_dir, files, settings.reports_dir, remember=False, docs_on_pass=True)
+    # Always validates; files that pass are recorded, so a pipeline run after this one need not check them again.
+    report = raw_files_gate(settings.raw_dir, files, settings.reports_dir, revalidate=True, docs_on_pass=True)
     print(report.summary())
     return 0
 

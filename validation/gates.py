@@ -31,15 +31,23 @@ BATCH_ROWS = 2_000_000  # rows of one source validated in one GX run: bounds mem
 
 
 def raw_files_gate(
-    raw_dir: Path, files: Iterable[Path], reports_dir: Path, *, remember: bool = True, docs_on_pass: bool = False
+    raw_dir: Path,
+    files: Iterable[Path],
+    reports_dir: Path,
+    *,
+    remember: bool = True,
+    revalidate: bool = False,
+    docs_on_pass: bool = False,
 ) -> ValidationReport:
     """Validate raw day files (``raw_dir/<source>/<day>.parquet``) before anything reads them.
 
     Every file's schema is checked first, all files at once, so one message lists every schema change. Then the
     values go through the source's suite, many files per run (see ``validation.raw``); when a batch fails, each
     of its files is checked alone on the failed expectations so that every finding names its file. With
-    ``remember``, files that passed are recorded and skipped while they and the suite stay the same (see
-    ``validation.ledger``). Reading the next batch overlaps with importing GX and validating the current one.
+    ``remember``, files that pass are recorded, and recorded files are skipped while they and the suite stay the
+    same (see ``validation.ledger``); ``revalidate`` validates them anyway (and still records passes), so that
+    validating files as they arrive spares the pipeline the work. Reading the next batch overlaps with importing
+    GX and validating the current one.
     """
     from validation.raw import batches, check_partition_schema, partition_of
 
@@ -55,7 +63,7 @@ def raw_files_gate(
 
     limits = committed.load("raw")
     ledger = Ledger(reports_dir / "validation" / "raw" / "passed.json", _raw_suite_fingerprint()) if remember else None
-    pending = [p for p in parts if ledger is None or not ledger.passed(p.path, p.first)]
+    pending = [p for p in parts if ledger is None or revalidate or not ledger.passed(p.path, p.first)]
     report = ValidationReport(suite="raw", targets=[part.label for part in pending], findings=[])
     report.checked.append(f"{len(parts) - len(pending)} file(s) unchanged since they passed; not validated again")
     if not pending:

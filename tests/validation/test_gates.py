@@ -75,6 +75,10 @@ def test_validate_raw_command_exits_non_zero_naming_the_file(
     assert main(["validate", "raw", "--day", str(FIRST)]) == 0
     out = capsys.readouterr().out
     assert "raw validation of 5 target(s) passed" in out and "docs/index.html" in out
+    assert main(["validate", "raw", "--day", str(FIRST)]) == 0  # on demand: validated again, not skipped
+    assert "raw validation of 5 target(s) passed" in capsys.readouterr().out
+    passed = json.loads((tmp_path / "data" / "reports" / "validation" / "raw" / "passed.json").read_text())
+    assert len(passed) == 5  # recorded, so the pipeline will not validate them again
 
     rewrite(day_file(tmp_path / "data" / "raw" / "users", FIRST), kyc_level=at(0, 9))
     assert main(["validate", "raw", "--day", str(FIRST)]) == 2
