@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -42,6 +43,9 @@ class StreamingMaterializationEngineConfig(FeastConfigBaseModel):
     type: Literal["feature_repo.stores.streaming_engine.StreamingMaterializationEngine"] = ENGINE_TYPE
     rows_per_batch: int = 50_000  # rows per Arrow batch taken from DuckDB and encoded at once
     memory_limit: StrictStr = "512MB"  # DuckDB's cap while finding the latest rows; the rest spills to disk
+    # Run the feature-table validation gate before pushing a view online; a failing table is not written.
+    validate_features: bool = False
+    reports_dir: StrictStr = "data/reports"  # relative to the repo root
 
 
 class StreamingMaterializationEngine(LocalComputeEngine):
@@ -51,14 +55,29 @@ class StreamingMaterializationEngine(LocalComputeEngine):
         self, registry: BaseRegistry, task: MaterializationTask, **kwargs: Any
     ) -> LocalMaterializationJob:
         view = task.feature_view
+        job_id = f"{view.name}-{task.start_time}-{task.end_time}"
+        try:
+            self._validate(view, task)
+        except Exception as exc:  # the refusal travels as the job's error, like any failed materialization
+            return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.ERROR, error=exc)
         if not _streamable(view, task):
             return super()._materialize_one(registry, task, **kwargs)
-        job_id = f"{view.name}-{task.start_time}-{task.end_time}"
         try:
             self._stream(registry, task)
         except Exception as exc:  # Feast's contract: the job carries the error, the provider raises it
             return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.ERROR, error=exc)
         return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.SUCCEEDED)
+
+    def _validate(self, view: Any, task: MaterializationTask) -> None:
+        """The materialization gate: the view's newest snapshot up to the window's end must pass its suite."""
+        settings = self.repo_config.batch_engine
+        source_path = getattr(view.batch_source, "path", "") or ""
+        if not getattr(settings, "validate_features", False) or not source_path.startswith("data/features/"):
+            return
+        from validation.gates import feature_tables_gate
+
+        root = Path(self.repo_config.repo_path or ".")
+        feature_tables_gate(root / "data" / "features", [view], task.end_time, root / settings.reports_dir)
 
     def _stream(self, registry: BaseRegistry, task: MaterializationTask) -> None:
         view, config = task.feature_view, self.repo_config
