@@ -39,6 +39,7 @@ class Plan:
     rows: int | None = None
     fallback: Planner | None = None
     fallback_when: str = ""
+    materialize: bool = False  # compute into a temporary table first, then read that
 
 
 Planner = Callable[[duckdb.DuckDBPyConnection], Plan]  # registers its inputs in the connection, returns the plan
@@ -138,6 +139,9 @@ class DuckDBRetrievalJob(RetrievalJob):
 
 def _run(con: duckdb.DuckDBPyConnection, plan: Plan, fetch: Callable[[duckdb.DuckDBPyRelation], T]) -> T:
     try:
+        if plan.materialize:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE __skewless_result AS {plan.sql}")
+            return fetch(con.sql("SELECT * FROM __skewless_result"))
         return fetch(con.sql(plan.sql))
     except duckdb.Error as exc:
         if plan.fallback is None or plan.fallback_when not in str(exc):

@@ -5,7 +5,8 @@ What ``RedisOnlineStore.online_write_batch`` stores for one entity row of a feat
 ``_ts:<view>`` holding a serialized ``google.protobuf.Timestamp`` and one field per feature, named by the
 murmur3 hash of ``<view>:<feature>``, holding a serialized ``feast.types.Value`` (empty bytes for a missing
 value). These bytes are simple: a tag byte plus a varint, a fixed-width number or a length-prefixed string, so
-numpy and Arrow compute them for a whole batch at once. Only the column kinds where the result is certain to
+numpy and Arrow compute them for a whole batch at once, as Arrow binary arrays that never become Python objects
+(``redis_commands`` turns them into the wire bytes). Only the column kinds where the result is certain to
 equal Feast's are encoded here; anything else (lists, maps, JSON, unusual type pairings) goes through Feast's own
 ``python_values_to_proto_values`` and ``serialize_entity_key``, row by row, so the bytes are Feast's by
 construction. The equivalence tests compare the raw Redis hashes of both paths.
@@ -44,7 +45,7 @@ def field_name(view: str, feature: str) -> bytes:
     return bytes(_mmh3(f"{view}:{feature}"))
 
 
-def entity_keys(batch: pa.RecordBatch, join_keys: dict[str, ValueType], project: str) -> list[bytes]:
+def entity_keys(batch: pa.RecordBatch, join_keys: dict[str, ValueType], project: str) -> pa.BinaryArray:
     """Redis keys of the batch's rows: Feast's serialized entity key (version 3) followed by the project name."""
     names = sorted(join_keys) if len(join_keys) > 1 else list(join_keys)
     for name in names:
@@ -67,10 +68,10 @@ def entity_keys(batch: pa.RecordBatch, join_keys: dict[str, ValueType], project:
             sizes = pc.binary_length(text).to_numpy().astype("<u4").view(np.uint8).reshape(-1, 4)
             parts += [pa.scalar(struct.pack("<I", value_type.value), pa.binary()), _fixed(sizes), text]
     parts.append(pa.scalar(project.encode(), pa.binary()))
-    return pc.binary_join_element_wise(*parts, b"").to_pylist()
+    return pc.binary_join_element_wise(*parts, b"")
 
 
-def timestamps(column: pa.Array) -> tuple[list[bytes], np.ndarray]:
+def timestamps(column: pa.Array) -> tuple[pa.BinaryArray, np.ndarray]:
     """Serialized ``Timestamp`` protos of an event-timestamp column, and the same instants in nanoseconds.
 
     Feast goes through Python datetimes, so the precision is microseconds (nanoseconds are cut off).
@@ -87,10 +88,10 @@ def timestamps(column: pa.Array) -> tuple[list[bytes], np.ndarray]:
         _varints(nanos.astype(np.uint64), _NANOS_TAG, nanos != 0),
         b"",
     )
-    return encoded.to_pylist(), seconds * 1_000_000_000 + nanos
+    return encoded, seconds * 1_000_000_000 + nanos
 
 
-def feature_values(column: pa.Array, value_type: ValueType) -> list[bytes]:
+def feature_values(column: pa.Array, value_type: ValueType) -> pa.BinaryArray:
     """Serialized ``Value`` protos of one feature column, empty bytes for missing values, as Feast writes them."""
     kind = column.type
     present = column.is_valid().to_numpy(zero_copy_only=False)
@@ -98,12 +99,12 @@ def feature_values(column: pa.Array, value_type: ValueType) -> list[bytes]:
     if pa.types.is_integer(kind) and column.null_count and _beyond_int64_as_double(column):
         kind = pa.null()  # Feast's own path, which rejects these values as it always has
     if value_type == ValueType.INT64 and (_fits(kind, 64) or pa.types.is_boolean(kind)):
-        return _varints(_filled(column, np.int64).astype(np.uint64), tag, present).to_pylist()
+        return _varints(_filled(column, np.int64).astype(np.uint64), tag, present)
     if value_type == ValueType.INT32 and _fits(kind, 32):
         # proto int32 is written as a 64-bit varint, so negative values take ten bytes like int64
-        return _varints(_filled(column, np.int64).astype(np.uint64), tag, present).to_pylist()
+        return _varints(_filled(column, np.int64).astype(np.uint64), tag, present)
     if value_type == ValueType.BOOL and pa.types.is_boolean(kind):
-        return _varints(_filled(column, np.uint64), tag, present).to_pylist()
+        return _varints(_filled(column, np.uint64), tag, present)
     if value_type in (ValueType.DOUBLE, ValueType.FLOAT) and (
         kind in (pa.float64(), pa.float32(), pa.float16()) if value_type == ValueType.FLOAT else kind == pa.float64()
     ):
@@ -113,13 +114,13 @@ def feature_values(column: pa.Array, value_type: ValueType) -> list[bytes]:
         matrix = np.empty((len(numbers), 1 + width), dtype=np.uint8)
         matrix[:, 0] = tag
         matrix[:, 1:] = numbers.astype(dtype).view(np.uint8).reshape(-1, width)
-        return _rows(matrix, np.where(present, 1 + width, 0)).to_pylist()
+        return _rows(matrix, np.where(present, 1 + width, 0))
     if value_type == ValueType.STRING and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        return _length_prefixed(column, tag).to_pylist()
+        return _length_prefixed(column, tag)
     if value_type == ValueType.BYTES and (pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):
-        return _length_prefixed(column, tag).to_pylist()
+        return _length_prefixed(column, tag)
     protos = python_values_to_proto_values(column.to_numpy(zero_copy_only=False), value_type)
-    return [proto.SerializeToString() for proto in protos]
+    return pa.array([proto.SerializeToString() for proto in protos], pa.binary())
 
 
 def _beyond_int64_as_double(column: pa.Array) -> bool:
@@ -144,17 +145,18 @@ def _key_is_vectorizable(column: pa.Array, value_type: ValueType) -> bool:
     return False
 
 
-def _entity_keys_by_row(batch: pa.RecordBatch, join_keys: dict[str, ValueType], project: str) -> list[bytes]:
+def _entity_keys_by_row(batch: pa.RecordBatch, join_keys: dict[str, ValueType], project: str) -> pa.BinaryArray:
     """Feast's own serialization, one row at a time, for key types the vectorized path does not cover."""
     names = list(join_keys)
     values = {
         n: python_values_to_proto_values(batch.column(n).to_numpy(zero_copy_only=False), join_keys[n]) for n in names
     }
     suffix = project.encode()
-    return [
+    keys = [
         serialize_entity_key(EntityKeyProto(join_keys=names, entity_values=[values[n][i] for n in names]), 3) + suffix
         for i in range(batch.num_rows)
     ]
+    return pa.array(keys, pa.binary())
 
 
 def _filled(column: pa.Array, dtype: type) -> np.ndarray:

@@ -34,9 +34,11 @@ def latest_rows_plan(
 ) -> Plan:
     """The latest row per ``keys`` within the window, with the number of such rows.
 
-    One cheap aggregate counts rows and distinct keys first: when every key appears once (a daily snapshot
+    One aggregate counts rows and distinct keys first: when every key appears once (a daily snapshot
     materialized day by day), the rows are streamed as they are, and the sort that picks the latest row, by far
-    the dearest step, is skipped.
+    the dearest step, is skipped. Otherwise the latest rows are computed into a temporary table before they are
+    read: DuckDB then sorts with all its threads and spills within its memory limit, instead of trickling the
+    window's output to the reader.
     """
     where = window(timestamp, start, end)
     key_tuple = f"({', '.join(quote(k) for k in keys)})" if keys else "1"
@@ -48,7 +50,7 @@ def latest_rows_plan(
         return Plan(select, rows)
     order = ", ".join(f"{quote(c)} DESC NULLS LAST" for c in [timestamp, *filter(None, [created])])
     partition = f"PARTITION BY {', '.join(quote(k) for k in keys)} " if keys else ""
-    return Plan(f"{select} QUALIFY row_number() OVER ({partition}ORDER BY {order}) = 1", distinct)
+    return Plan(f"{select} QUALIFY row_number() OVER ({partition}ORDER BY {order}) = 1", distinct, materialize=True)
 
 
 def window(timestamp: str, start: datetime | None, end: datetime | None) -> str:

@@ -51,7 +51,7 @@ def test_values_are_feasts_bytes(name: str) -> None:
     want = [
         p.SerializeToString() for p in python_values_to_proto_values(column.to_numpy(zero_copy_only=False), value_type)
     ]
-    assert redis_format.feature_values(column, value_type) == want
+    assert redis_format.feature_values(column, value_type).to_pylist() == want
 
 
 @pytest.mark.parametrize("unit", ["us", "ns"])
@@ -65,7 +65,7 @@ def test_timestamps_are_feasts_bytes(unit: str) -> None:
         stamp.FromDatetime(make_tzaware(_coerce_datetime(value.floor("us"))))
         want.append(stamp.SerializeToString())
     encoded, nanos = redis_format.timestamps(column)
-    assert encoded == want
+    assert encoded.to_pylist() == want
     assert np.array_equal(nanos, np.floor_divide(values, 1000 if unit == "ns" else 1) * 1000)
 
 
@@ -99,7 +99,7 @@ def test_entity_keys_are_feasts_bytes(join_keys: dict[str, ValueType]) -> None:
         + b"proj"
         for i in range(N)
     ]
-    assert redis_format.entity_keys(BATCH, join_keys, "proj") == want
+    assert redis_format.entity_keys(BATCH, join_keys, "proj").to_pylist() == want
 
 
 def test_missing_join_key_values_are_named() -> None:
