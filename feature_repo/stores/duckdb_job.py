@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import duckdb
 import ibis
@@ -27,8 +26,6 @@ from feast.saved_dataset import SavedDatasetStorage
 
 from feature_repo.stores.entity_frame import ROW_ID
 
-T = TypeVar("T")
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -39,7 +36,11 @@ class Plan:
     rows: int | None = None
     fallback: Planner | None = None
     fallback_when: str = ""
-    materialize: bool = False  # compute into a temporary table first, then read that
+    parts: tuple[str, ...] = ()  # when set, the result is these queries' results one after another
+
+    @property
+    def queries(self) -> tuple[str, ...]:
+        return self.parts or (self.sql,)
 
 
 Planner = Callable[[duckdb.DuckDBPyConnection], Plan]  # registers its inputs in the connection, returns the plan
@@ -96,7 +97,7 @@ class DuckDBRetrievalJob(RetrievalJob):
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
         con = connect(self._memory_limit, self._threads)
         try:
-            table = _run(con, self._planner(con), lambda relation: relation.to_arrow_table())
+            table = _table(con, self._planner(con))
         finally:
             con.close()
         return _in_entity_order(table)
@@ -115,7 +116,8 @@ class DuckDBRetrievalJob(RetrievalJob):
         con = connect(memory_limit or self._memory_limit, self._threads)
         try:
             plan = self._planner(con)
-            yield plan.rows, iter(_run(con, plan, lambda relation: relation.to_arrow_reader(rows_per_batch)))
+            batches = (batch for sql in plan.queries for batch in con.sql(sql).to_arrow_reader(rows_per_batch))
+            yield plan.rows, batches
         finally:
             con.close()
 
@@ -137,16 +139,15 @@ class DuckDBRetrievalJob(RetrievalJob):
         )
 
 
-def _run(con: duckdb.DuckDBPyConnection, plan: Plan, fetch: Callable[[duckdb.DuckDBPyRelation], T]) -> T:
+def _table(con: duckdb.DuckDBPyConnection, plan: Plan) -> pa.Table:
+    """The plan's whole result; when it fails with its fallback's error, the fallback plan's result."""
     try:
-        if plan.materialize:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE __skewless_result AS {plan.sql}")
-            return fetch(con.sql("SELECT * FROM __skewless_result"))
-        return fetch(con.sql(plan.sql))
+        tables = [con.sql(sql).to_arrow_table() for sql in plan.queries]
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
     except duckdb.Error as exc:
         if plan.fallback is None or plan.fallback_when not in str(exc):
             raise
-    return _run(con, plan.fallback(con), fetch)
+    return _table(con, plan.fallback(con))
 
 
 def _in_entity_order(table: pa.Table) -> pa.Table:

@@ -14,6 +14,8 @@ import duckdb
 from feature_repo.stores.duckdb_job import Plan
 from feature_repo.stores.parquet_source import ParquetTable, literal, quote
 
+_ROWS_PER_PART = 2_500_000  # source rows whose latest-per-key sort fits DuckDB's default materialization memory
+
 
 def all_rows_sql(
     table: ParquetTable, columns: list[str], timestamp: str, start: datetime | None, end: datetime | None
@@ -34,14 +36,15 @@ def latest_rows_plan(
 ) -> Plan:
     """The latest row per ``keys`` within the window, with the number of such rows.
 
-    One aggregate counts rows and distinct keys first: when every key appears once (a daily snapshot
-    materialized day by day), the rows are streamed as they are, and the sort that picks the latest row, by far
-    the dearest step, is skipped. Otherwise the latest rows are computed into a temporary table before they are
-    read: DuckDB then sorts with all its threads and spills within its memory limit, instead of trickling the
-    window's output to the reader.
+    One aggregate counts rows and distinct keys first. When every key appears once (a daily snapshot
+    materialized day by day) the rows are streamed as they are, and the sort that picks the latest row, by far
+    the dearest step, is skipped. Otherwise the keys are split by hash into parts small enough for DuckDB to sort
+    in memory, and the parts are read one after the other: sorting ten million rows at once under a memory
+    limit spills to disk and takes about twice as long.
     """
     where = window(timestamp, start, end)
-    key_tuple = f"({', '.join(quote(k) for k in keys)})" if keys else "1"
+    key_list = ", ".join(quote(k) for k in keys)
+    key_tuple = f"({key_list})" if keys else "1"
     rows, distinct = con.sql(
         f"SELECT count(*), count(DISTINCT {key_tuple}) FROM {table.scan} WHERE {where}"
     ).fetchall()[0]
@@ -49,8 +52,10 @@ def latest_rows_plan(
     if rows == distinct:
         return Plan(select, rows)
     order = ", ".join(f"{quote(c)} DESC NULLS LAST" for c in [timestamp, *filter(None, [created])])
-    partition = f"PARTITION BY {', '.join(quote(k) for k in keys)} " if keys else ""
-    return Plan(f"{select} QUALIFY row_number() OVER ({partition}ORDER BY {order}) = 1", distinct, materialize=True)
+    latest = f"QUALIFY row_number() OVER ({f'PARTITION BY {key_list} ' if keys else ''}ORDER BY {order}) = 1"
+    count = max(1, -(-rows // _ROWS_PER_PART)) if keys else 1
+    parts = tuple(f"{select} AND hash({key_list}) % {count} = {i} {latest}" for i in range(count))
+    return Plan(f"{select} {latest}", distinct, parts=parts if count > 1 else ())
 
 
 def window(timestamp: str, start: datetime | None, end: datetime | None) -> str:

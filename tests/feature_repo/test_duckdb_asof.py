@@ -160,14 +160,19 @@ def test_metadata_matches_stock(stores, tables) -> None:  # type: ignore[no-unty
     assert (got.min_event_timestamp, got.max_event_timestamp) == (want.min_event_timestamp, want.max_event_timestamp)
 
 
+@pytest.mark.parametrize("rows_per_part", [None, 40], ids=["whole", "hash-parts"])
 @pytest.mark.parametrize("view", repo.VIEWS, ids=lambda v: v.name)
-def test_pulls_match_stock(stores, view) -> None:  # type: ignore[no-untyped-def]
+def test_pulls_match_stock(stores, view, rows_per_part: int | None, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """pull_latest (materialization's read) and pull_all (saved datasets) return stock's rows.
 
     One difference is deliberate: stock returns nanosecond time-zoned timestamp columns as ISO strings (ibis reads
     DuckDB's TIMESTAMP_NS WITH TIME ZONE that way); the ASOF store returns timestamps. Values are compared as
     instants.
     """
+    from feature_repo.stores import source_rows
+
+    if rows_per_part:
+        monkeypatch.setattr(source_rows, "_ROWS_PER_PART", rows_per_part)
     stock, fast = stores
     source = view.batch_source
     keys = [e.name for e in view.entity_columns]
