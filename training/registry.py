@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 import subprocess
 from pathlib import Path
 
@@ -31,8 +32,7 @@ def connect(settings: Settings) -> MlflowClient:
     uri = settings.tracking_uri
     if uri.startswith("sqlite:///"):
         settings.data_path.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    _use_store(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
         if client.get_experiment_by_name(EXPERIMENT) is None:
@@ -44,6 +44,22 @@ def connect(settings: Settings) -> MlflowClient:
         raise DependencyUnavailableError(f"MLflow tracking store {uri} is unreachable: {exc}") from exc
     mlflow.set_experiment(EXPERIMENT)
     return client
+
+
+def _use_store(uri: str) -> None:
+    """Point MLflow's fluent API at ``uri``, keeping the environment as the user set it.
+
+    ``mlflow.set_tracking_uri`` also exports MLFLOW_TRACKING_URI; left alone, the next ``Settings()`` in this
+    process would read the last store used instead of the user's choice.
+    """
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _is_local(uri: str) -> bool:

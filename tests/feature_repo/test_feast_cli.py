@@ -40,16 +40,20 @@ def test_apply_materialize_and_serve_at_the_repo_root(repo_root: Path, small_raw
         REPO_ROOT / "feature_repo", repo_root / "feature_repo", ignore=shutil.ignore_patterns("__pycache__")
     )
     shutil.copy(REPO_ROOT / ".feastignore", repo_root / ".feastignore")
-    # Recent data, so materialize-incremental's first window (now - TTL .. now) finds it.
+    # Re-date the newest snapshot to yesterday (so as of today's midnight, as the pipeline would write it):
+    # materialize-incremental's first window is now - TTL .. now.
     features = repo_root / "data" / "features"
     run_pipeline(small_raw, features)
+    midnight = pd.Timestamp(datetime.now(UTC)).floor("D")
+    snapshot = f"{(midnight - pd.Timedelta(days=1)).date().isoformat()}.parquet"
     for view_dir in features.iterdir():
         frame = pd.read_parquet(sorted(view_dir.glob("*.parquet"))[-1])
-        frame["event_timestamp"] = frame["created_timestamp"] = pd.Timestamp(datetime.now(UTC)).floor("s")
+        for column in ("event_timestamp", "created_timestamp"):
+            frame[column] = pd.Series(midnight, index=frame.index).astype("datetime64[us, UTC]")
         for old in view_dir.glob("*.parquet"):
             old.unlink()
-        frame.to_parquet(view_dir / "2030-01-01.parquet", index=False)
-    user_id = int(pd.read_parquet(features / "user_activity" / "2030-01-01.parquet")["user_id"].iloc[0])
+        frame.to_parquet(view_dir / snapshot, index=False)
+    user_id = int(pd.read_parquet(features / "user_activity" / snapshot)["user_id"].iloc[0])
 
     _feast(repo_root, "apply")
     _feast(repo_root, "materialize-incremental", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"))
@@ -94,7 +98,7 @@ def test_apply_materialize_and_serve_at_the_repo_root(repo_root: Path, small_raw
         assert response is not None, "feast serve did not answer within 90 s"
         names = response["metadata"]["feature_names"]
         values = dict(zip(names, (r["values"][0] for r in response["results"]), strict=True))
-        expected = pd.read_parquet(features / "user_activity" / "2030-01-01.parquet").set_index("user_id").loc[user_id]
+        expected = pd.read_parquet(features / "user_activity" / snapshot).set_index("user_id").loc[user_id]
         assert values["txn_count_7d"] == expected["txn_count_7d"]
         assert values["txn_amount"] == 42.0
     finally:
