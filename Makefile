@@ -10,7 +10,7 @@ DEMO_DAYS ?= 21
 DEMO_PORT ?= 8000
 READY = $(BIN)/python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$(DEMO_PORT)/ready', timeout=2)"
 
-.PHONY: install demo test lint format redis clean bench-serving
+.PHONY: install demo test lint format redis clean bench bench-offline bench-materialize bench-serving
 
 $(BIN)/skewless: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,14 @@ demo: install redis
 	@$(BIN)/skewless serve --port $(DEMO_PORT) & pid=$$!; trap "kill $$pid 2>/dev/null" EXIT; \
 	for i in $$(seq 120); do $(READY) 2>/dev/null && break; sleep 1; done; \
 	$(BIN)/skewless score-sample --url http://127.0.0.1:$(DEMO_PORT) && $(BIN)/skewless worker --once
+
+bench: bench-offline bench-materialize bench-serving
+
+bench-offline: install
+	$(BIN)/python -m bench.offline --sizes $(or $(SIZES),small)
+
+bench-materialize: install redis
+	$(BIN)/python -m bench.materialize --sizes $(or $(SIZES),small)
 
 bench-serving: install redis
 	$(BIN)/python bench/serving.py
