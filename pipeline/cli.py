@@ -12,7 +12,12 @@ def _pipeline(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.run import run_pipeline
 
     result = run_pipeline(
-        settings.raw_dir, settings.features_dir, args.from_day, args.to_day, progress=None if args.quiet else print
+        settings.raw_dir,
+        settings.features_dir,
+        args.from_day,
+        args.to_day,
+        progress=None if args.quiet else print,
+        reports_dir=settings.reports_dir,
     )
     if not result.days:
         print("feature tables are up to date; nothing to do")
