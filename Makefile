@@ -38,14 +38,16 @@ redis: install
 		exit 1; \
 	fi
 
-demo: install redis
+# Each run tells the story from scratch: its own data, feature store, registry and logs (under data/).
+demo: install redis clean
 	$(BIN)/skewless generate --users $(DEMO_USERS) --days $(DEMO_DAYS) --quiet
 	$(BIN)/skewless pipeline --quiet
 	@echo "--- validation drill: a copy of the raw data with one day broken must be refused ---"
 	@$(BIN)/skewless inject-fault --into data/drill --fault negative-amounts
-	@if SKEWLESS_REPO_ROOT=data/drill $(BIN)/skewless pipeline --quiet; then \
-		echo "drill: the broken day was NOT refused" >&2; exit 1; \
-	else echo "drill: refused as expected; no feature table was written under data/drill"; fi
+	@SKEWLESS_REPO_ROOT=data/drill $(BIN)/skewless pipeline --quiet 2>&1 | tee data/drill/refusal.txt; \
+	if grep -q "raw validation .* failed" data/drill/refusal.txt && [ ! -d data/drill/data/features ]; then \
+		echo "drill: refused as expected; no feature table was written under data/drill"; \
+	else echo "drill: the broken day was NOT refused" >&2; exit 1; fi
 	$(BIN)/feast apply
 	$(BIN)/feast materialize-incremental $$(date -u +%Y-%m-%dT%H:%M:%S)
 	$(BIN)/skewless inspect
@@ -82,4 +84,4 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf data/raw data/features data/reports data/*.db
+	rm -rf data/raw data/features data/reports data/predictions data/drill data/mlartifacts data/*.db

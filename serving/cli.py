@@ -55,12 +55,11 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 def _score_sample(args: argparse.Namespace, settings: Settings) -> int:
     from serving.sample import score_sample
 
-    print(f"{'txn':>9} {'amount':>9} {'country':>7} {'channel':>7} {'was':>6}  {'score':>6} {'decision':<8} reasons")
+    print(f"{'txn':>9} {'amount':>9} {'country':>7} {'channel':>7} {'kind':>17}  {'score':>6} {'decision':<8} reasons")
     for txn, result in score_sample(settings, args.url, args.n):
-        was = "fraud" if txn["was_fraud"] else "ok"
         reasons = "; ".join(result["reasons"]) or "-"
         print(
-            f"{txn['txn_id']:>9} {txn['amount']:>9.2f} {txn['country']:>7} {txn['channel']:>7} {was:>6}  "
+            f"{txn['txn_id']:>9} {txn['amount']:>9.2f} {txn['country']:>7} {txn['channel']:>7} {txn['kind']:>17}  "
             f"{result['risk_score']:>6.3f} {result['recommendation']:<8} {reasons}"
         )
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     decision_stream: str = "skewless:decisions"
     worker_group: str = "prediction-log"
     worker_batch: int = Field(default=500, ge=1)
+
+    @field_validator("repo_root")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Commands chdir to the repo root; a relative root would then point somewhere else.
+        return value.resolve()
 
     @property
     def predictions_dir(self) -> Path:
