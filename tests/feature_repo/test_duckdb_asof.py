@@ -140,6 +140,12 @@ def test_naive_entity_timestamps_are_utc(stores, tables) -> None:  # type: ignor
     _assert_same(*_both(stores, entities))
 
 
+def test_missing_entity_timestamps_get_no_features(stores, tables) -> None:  # type: ignore[no-untyped-def]
+    entities = repo.entity_rows(tables, seed=8).head(60)
+    entities.loc[entities.index[::3], "event_timestamp"] = pd.NaT
+    _assert_same(*_both(stores, entities))
+
+
 def test_sql_entity_frame(stores, tables, root: Path) -> None:  # type: ignore[no-untyped-def]
     """Stock cannot take SQL here (AttributeError); the ASOF store runs it in DuckDB and answers as for a frame."""
     stock, fast = stores

@@ -136,6 +136,32 @@ def test_materialize_incremental_keeps_feasts_bookkeeping(client, stores) -> Non
     assert [(s, e) for s, e in view.materialization_intervals] == [(_at(1), _at(4)), (_at(4), _at(6)), (_at(6), _at(9))]
 
 
+def test_other_online_stores_get_feasts_own_writes(root: Path, redis_url: str, tmp_path: Path) -> None:
+    """Without a bulk writer (here SQLite) the engine still streams, through Feast's online_write_batch."""
+    from feast import FeatureStore, RepoConfig
+
+    def sqlite_store(name: str, offline: dict[str, str], engine: object) -> FeatureStore:
+        config = RepoConfig(
+            project=f"lite_{name}",
+            provider="local",
+            registry=str(tmp_path / f"{name}.db"),
+            offline_store=offline,
+            batch_engine=engine,
+            online_store={"type": "sqlite", "path": str(tmp_path / f"{name}_online.db")},
+            entity_key_serialization_version=3,
+            repo_path=str(root),
+        )
+        store = FeatureStore(config=config)
+        store.apply(repo.DEFINITIONS)
+        return store
+
+    stock = sqlite_store("stock", repo.STOCK, "local")
+    fast = sqlite_store("fast", repo.ASOF, repo.STREAMING)
+    for store in (stock, fast):
+        store.materialize(_at(2), _at(8))
+    assert _online(fast) == _online(stock)
+
+
 def test_progress_counts_every_row(stores, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     _, fast = stores
     fast.materialize(_at(1), _at(11), feature_views=["activity"])
