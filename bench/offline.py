@@ -5,11 +5,11 @@
     python -m bench.offline --sizes all --repeat 3
 
 Every case is ``FeatureStore.get_historical_features(entity_df, features).to_df()`` for 4 features of one view
-(10k users, 30 days, TTL 2 days), timed inside a fresh process; "floor" is DuckDB's ASOF LEFT JOIN of the same
-entity frame to the same Parquet, made into a DataFrame, with no TTL and no tie-break. Variants of a case run
-one after another, never two at once. Stock at the largest size needs about 20 GB: it runs under a memory cap
-(free memory minus 3 GB unless ``--memory-cap`` says otherwise) and a time limit, and is reported as killed or
-timed out when it hits them.
+(10k users, 30 days, TTL 2 days unless ``--ttl-days`` says otherwise), timed inside a fresh process; "floor" is
+DuckDB's ASOF LEFT JOIN of the same entity frame to the same Parquet, made into a DataFrame, with no TTL and no
+tie-break. Variants of a case run one after another, never two at once. Stock's memory grows with the TTL (8 GB
+at 10M x 1M with 2 days): it runs under a memory cap (free memory minus 3 GB unless ``--memory-cap`` says
+otherwise) and a time limit, and is reported as killed or timed out when it hits them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +54,13 @@ def main(argv: list[str] | None = None) -> int:
                 if variant == "stock" and run >= (args.stock_repeat or args.repeat):
                     continue
                 case = {"variant": variant, "source": str(source), "entities": str(entities), "workdir": str(workdir)}
+                case["ttl_days"] = args.ttl_days
                 outcome = measure.run_case("bench.offline", case, args.timeout, cap)
                 results[variant].append(outcome)
                 print(f"  {feature_rows:>10,} x {entity_rows:>9,}  {variant:<8} {_seconds(outcome)}", file=sys.stderr)
         rows.append(_row(feature_rows, entity_rows, {v: measure.median(r) for v, r in results.items()}))
     measure.print_table(
-        f"get_historical_features, 4 features, 10k users, TTL 2 days: median of {args.repeat} run(s) "
+        f"get_historical_features, 4 features, 10k users, TTL {args.ttl_days:g} days: median of {args.repeat} run(s) "
         f"({args.stock_repeat or args.repeat} for stock), peak RSS of each run's process",
         ["feature rows", "entity rows", "stock", "project", "floor", "stock/project", "project/floor",
          "stock mem", "project mem", "floor mem", "project/stock mem", "cpu s: stock/project/floor"],
@@ -75,7 +77,10 @@ def _run(case: dict[str, Any]) -> dict[str, Any]:
     if case["variant"] == "floor":
         return _floor(case["source"], entity_df)
     with tempfile.TemporaryDirectory(dir=case["workdir"]) as root:
-        store = workloads.open_store(Path(root), Path(case["source"]), STORES[case["variant"]], "local", _REDIS)
+        ttl = timedelta(days=case.get("ttl_days", 2))
+        store = workloads.open_store(
+            Path(root), Path(case["source"]), STORES[case["variant"]], "local", _REDIS, ttl=ttl
+        )
         with measure.timed() as took:
             frame = store.get_historical_features(entity_df, features=workloads.FEATURE_REFS).to_df()
     return {**took, "rows": len(frame), "found": float(frame[workloads.FEATURES[0]].notna().mean())}
@@ -138,6 +143,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "skewless-bench"))
     parser.add_argument("--timeout", type=float, default=900, help="seconds before a run is killed")
     parser.add_argument("--memory-cap", help="kill a run above this RSS, e.g. 18GB (default: free memory - 3 GB)")
+    parser.add_argument("--ttl-days", type=float, default=2, help="the view's TTL; stock's cost grows with it")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

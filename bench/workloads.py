@@ -73,7 +73,9 @@ def entity_file(workdir: Path, rows: int, users: int = USERS, days: int = DAYS, 
     return path
 
 
-def open_store(root: Path, source: Path, offline: str, engine: str, redis_url: str, project: str = "") -> FeatureStore:
+def open_store(
+    root: Path, source: Path, offline: str, engine: str, redis_url: str, project: str = "", ttl: timedelta = TTL
+) -> FeatureStore:
     """A FeatureStore over ``source`` with the given offline store type and batch engine, definitions applied."""
     project = project or f"bench_{uuid.uuid4().hex[:8]}"
     config = RepoConfig(
@@ -90,7 +92,7 @@ def open_store(root: Path, source: Path, offline: str, engine: str, redis_url: s
     view = FeatureView(
         name="bench_view",
         entities=[user],
-        ttl=TTL,
+        ttl=ttl,
         schema=[Field(name=n, dtype=Int64 if i < 2 else Float64) for i, n in enumerate(FEATURES)],
         source=FileSource(
             name="bench_source",

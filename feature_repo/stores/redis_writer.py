@@ -157,8 +157,11 @@ class ArrowRowWriter:
     def _winners(self, keys: list[bytes], nanos: np.ndarray) -> range | np.ndarray:
         """Rows whose event time is later than what Redis holds, compared as Feast compares. One ``EXISTS``
         over the batch settles a first load; otherwise stored timestamps are read a chunk per Lua call."""
-        if not self._client.exists(*keys):
-            return range(len(keys))
+        with self._client.pipeline(transaction=False) as pipe:
+            for start in range(0, len(keys), CHUNK_ROWS):  # a command per chunk: other clients get served between
+                pipe.exists(*keys[start : start + CHUNK_ROWS])
+            if not any(pipe.execute()):
+                return range(len(keys))
         latest = np.zeros(len(keys), dtype=np.int64)
         for start in range(0, len(keys), CHUNK_ROWS):
             held = self._read(keys=keys[start : start + CHUNK_ROWS], args=[self._fields[0]])
