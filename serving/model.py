@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -17,6 +18,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
+from serving.compiled import CompiledModel
 from skewless.errors import DependencyUnavailableError, SkewlessError
 from skewless.settings import Settings
 from training import registry
@@ -33,9 +35,14 @@ class ServedModel:
     feature_service: str
     thresholds: Thresholds
     medians: dict[str, float] = field(default_factory=dict)  # training medians of numeric features, for reasons
+    compiled: CompiledModel | None = None  # the same arithmetic without pandas; None when it could not be built
 
-    def probability(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.pipeline.predict_proba(frame[self.features])[:, 1], dtype="float64")
+    def probability(self, columns: Mapping[str, Any], n: int) -> np.ndarray:
+        """Fraud probability for ``n`` transactions given as columns (arrays or lists, keyed by feature name)."""
+        if self.compiled is not None:
+            return self.compiled.probability(columns, n)
+        frame = pd.DataFrame({name: columns[name] for name in self.features}, index=range(n))
+        return np.asarray(self.pipeline.predict_proba(frame)[:, 1], dtype="float64")
 
 
 def _training_medians(pipeline: Pipeline) -> dict[str, float]:
@@ -57,6 +64,9 @@ def load_model(settings: Settings, client: MlflowClient, alias: str) -> ServedMo
         raise SkewlessError(f"{settings.model_name} v{mv.version} lacks tags {missing}; it was not trained here")
     pipeline = mlflow.sklearn.load_model(f"models:/{settings.model_name}/{mv.version}")
     features = [str(f) for f in pipeline.feature_names_in_]
+    compiled = CompiledModel.build(pipeline)
+    if compiled is None:
+        log.warning("%s v%s scores through its Pipeline: the compiled path does not cover it", mv.name, mv.version)
     model = ServedModel(
         version=int(mv.version),
         pipeline=pipeline,
@@ -64,8 +74,9 @@ def load_model(settings: Settings, client: MlflowClient, alias: str) -> ServedMo
         feature_service=tags["feature_service"],
         thresholds=Thresholds(block=float(tags["threshold_block"]), review=float(tags["threshold_review"])),
         medians=_training_medians(pipeline),
+        compiled=compiled,
     )
-    model.probability(pd.DataFrame([dict.fromkeys(features)]))  # first call pays sklearn's lazy setup
+    model.probability({name: [None] for name in features}, 1)  # first call pays any lazy setup
     return model
 
 

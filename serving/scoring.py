@@ -7,6 +7,7 @@ which calls ``feature_repo.transformations``), so the service and training run o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,9 @@ class Decision:
     stale_features: list[str]
     unknown_entities: list[str]
     features: dict[str, Any] = field(default_factory=dict)
+
+
+Columns = dict[str, Any]  # feature or request field -> values (list or array), one per transaction in the batch
 
 
 class Scorer:
@@ -67,72 +71,90 @@ class Scorer:
             raise DependencyUnavailableError(f"no model to score with: {reason}")
         return model
 
-    def features(
-        self, transactions: list[dict[str, Any]], model: ServedModel
-    ) -> tuple[pd.DataFrame, list[EntityFeatures]]:
+    def features(self, transactions: list[dict[str, Any]], model: ServedModel) -> tuple[Columns, list[EntityFeatures]]:
+        """The model's inputs as columns (name -> array, one entry per transaction), plus what was missing."""
         online, on_demand_views, _ = self._service_parts(model.feature_service)
         stored = online.read(transactions, now=datetime.now(UTC))
-        frame = pd.DataFrame([s.values for s in stored])
-        request = pd.DataFrame(transactions)
-        for column in request.columns:
-            if column not in frame.columns:
-                frame[column] = request[column].to_numpy()
-        frame["event_timestamp"] = pd.to_datetime(request["event_timestamp"], utc=True)
+        columns: Columns = {name: [row[name] for row in transactions] for name in transactions[0]}
+        for name in online.feature_names:
+            columns[name] = [s.values[name] for s in stored]
         for view in on_demand_views:
-            computed = view.feature_transformation.transform(frame)
-            for column in computed.columns:
-                frame[column] = computed[column].to_numpy()
-        return frame, stored
+            columns.update(_on_demand(view, columns))
+        return columns, stored
 
     def score(self, transactions: list[dict[str, Any]]) -> list[Decision]:
         model = self.model()
-        frame, stored = self.features(transactions, model)
-        scores = model.probability(frame)
+        columns, stored = self.features(transactions, model)
+        n = len(transactions)
+        scores = model.probability(columns, n)
         actions = decide(scores, model.thresholds)
-        reasons = self._reasons(model, frame, scores, actions)
-        decisions = []
-        for i, txn in enumerate(transactions):
-            vector = {name: _plain(frame.at[i, name]) for name in model.features}
-            decisions.append(
-                Decision(
-                    txn_id=str(txn["txn_id"]),
-                    risk_score=float(scores[i]),
-                    recommendation=str(actions[i]),
-                    model_version=model.version,
-                    reasons=reasons[i],
-                    missing_features=stored[i].missing,
-                    stale_features=stored[i].stale,
-                    unknown_entities=stored[i].unknown_entities,
-                    features=vector,
-                )
+        reasons = self._reasons(model, columns, scores, actions)
+        served = [_plain_values(columns[name]) for name in model.features]
+        vectors = [dict(zip(model.features, values, strict=True)) for values in zip(*served, strict=True)]
+        return [
+            Decision(
+                txn_id=str(txn["txn_id"]),
+                risk_score=float(scores[i]),
+                recommendation=str(actions[i]),
+                model_version=model.version,
+                reasons=reasons[i],
+                missing_features=stored[i].missing,
+                stale_features=stored[i].stale,
+                unknown_entities=stored[i].unknown_entities,
+                features=vectors[i],
             )
-        return decisions
+            for i, txn in enumerate(transactions)
+        ]
 
     def _reasons(
-        self, model: ServedModel, frame: pd.DataFrame, scores: np.ndarray, actions: np.ndarray
+        self, model: ServedModel, columns: Columns, scores: np.ndarray, actions: np.ndarray
     ) -> list[list[str]]:
         """For flagged transactions: the numeric features whose typical value would lower the score most.
 
         Each candidate feature is set to its training median, one at a time, in one batched prediction; the
         biggest drops are the reasons. Approved transactions get none, which keeps the common path cheap.
         """
-        out: list[list[str]] = [[] for _ in range(len(frame))]
+        out: list[list[str]] = [[] for _ in range(len(scores))]
         flagged = np.flatnonzero(actions != "approve")
         names = [n for n in model.features if n in model.medians]
         if not len(flagged) or not names or self._reasons_count == 0:
             return out
         _, _, descriptions = self._service_parts(model.feature_service)
-        rows = frame.loc[flagged, model.features]
-        variants = pd.concat([rows.assign(**{name: model.medians[name]}) for name in names], ignore_index=True)
-        drops = scores[flagged][None, :] - model.probability(variants).reshape(len(names), len(flagged))
+        rows = {name: [columns[name][i] for i in flagged] for name in model.features}
+        variants = {
+            name: [
+                v
+                for candidate in names
+                for v in ([model.medians[name]] * len(flagged) if candidate == name else values)
+            ]
+            for name, values in rows.items()
+        }
+        varied = model.probability(variants, len(names) * len(flagged)).reshape(len(names), len(flagged))
+        drops = scores[flagged][None, :] - varied
         for j, row_index in enumerate(flagged):
             best = np.argsort(-drops[:, j])[: self._reasons_count]
             out[row_index] = [
-                _reason_text(names[k], frame.at[row_index, names[k]], model.medians[names[k]], descriptions)
+                _reason_text(names[k], rows[names[k]][j], model.medians[names[k]], descriptions)
                 for k in best
                 if drops[k, j] > 0
             ]
         return out
+
+
+def _on_demand(view: Any, columns: Columns) -> Columns:
+    """An on-demand view's outputs. Views here take a mapping of columns and answer in kind (no DataFrame built);
+    one written for pandas only gets a DataFrame, as Feast would give it."""
+    udf = view.feature_transformation.udf
+    try:
+        result = udf(columns)
+    except (TypeError, AttributeError, KeyError, ValueError):
+        result = None
+    if isinstance(result, Mapping):
+        return dict(result)
+    frame = pd.DataFrame(columns)
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    computed = view.feature_transformation.transform(frame)
+    return {name: computed[name].to_numpy() for name in computed.columns}
 
 
 def _reason_text(name: str, value: Any, typical: float, descriptions: dict[str, str]) -> str:
@@ -149,6 +171,24 @@ def _fmt(value: Any) -> str:
     except (TypeError, ValueError):
         return str(value)
     return f"{number:,.0f}" if abs(number) >= 100 or number == int(number) else f"{number:.2f}"
+
+
+_PLAIN_TYPES = (int, str, bool)
+
+
+def _plain_values(values: Any) -> list[Any]:
+    """A column as plain Python values for the decision log (NaN as None), fast for the usual types."""
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    out = []
+    for v in values:
+        if v.__class__ is float:
+            out.append(None if v != v else v)
+        elif v is None or v.__class__ in _PLAIN_TYPES:
+            out.append(v)
+        else:
+            out.append(_plain(v))
+    return out
 
 
 def _plain(value: Any) -> Any:

@@ -1,0 +1,89 @@
+"""The compiled scoring path gives the registered Pipeline's numbers exactly, and refuses what it does not know."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import PolynomialFeatures
+from threadpoolctl import threadpool_limits
+
+from serving.compiled import GTIL_MAX_ROWS, CompiledModel
+from training.model import FeatureKinds, candidate_models
+
+KINDS = FeatureKinds(numeric=["amount", "orders", "always_missing", "ratio"], categorical=["country", "channel"])
+
+
+def _frame(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    amount = rng.lognormal(3, 1, n)
+    orders = rng.integers(0, 50, n).astype("float64")
+    orders[rng.random(n) < 0.1] = np.nan
+    country = rng.choice(["DE", "FR", "US", "NG"], n, p=[0.5, 0.3, 0.195, 0.005]).astype(object)  # NG is rare
+    country[rng.random(n) < 0.05] = None
+    channel = rng.choice(["web", "app", "pos"], n).astype(object)
+    frame = pd.DataFrame(
+        {
+            "amount": amount,
+            "orders": pd.array(np.where(np.isnan(orders), None, orders), dtype="Int64"),
+            "always_missing": [None] * n,
+            "ratio": amount / (np.nan_to_num(orders) + 1),
+            "country": country,
+            "channel": channel,
+        }
+    )
+    y = ((amount > 60) & (channel == "web") | (country == "NG")).astype(int)
+    return frame, y
+
+
+@pytest.fixture(scope="module")
+def fitted() -> dict[str, Pipeline]:
+    frame, y = _frame(4_000, seed=1)
+    with threadpool_limits(1):
+        return {name: model.fit(frame, y) for name, model in candidate_models(KINDS, seed=0).items()}
+
+
+@pytest.mark.parametrize("name", ["hist_gradient_boosting", "logistic_regression"])
+def test_compiled_probabilities_equal_the_pipeline(fitted: dict[str, Pipeline], name: str) -> None:
+    pipeline = fitted[name]
+    compiled = CompiledModel.build(pipeline)
+    assert compiled is not None, "the project's own candidate models must compile"
+    assert compiled.uses_treelite == (name == "hist_gradient_boosting")
+    frame, _ = _frame(300, seed=2)
+    frame.loc[3, "country"] = "never-seen"
+    frame.loc[4, "amount"] = None
+    frame.loc[5, "channel"] = np.nan
+    expected = pipeline.predict_proba(frame[list(pipeline.feature_names_in_)])[:, 1]
+    with threadpool_limits(1):
+        for rows in (1, 8, GTIL_MAX_ROWS, GTIL_MAX_ROWS + 1, 300):  # both predictors, either side of the switch
+            part = frame.head(rows)
+            columns = {c: part[c].tolist() for c in part.columns}  # lists holding None, as the scorer builds them
+            got = compiled.probability(columns, rows)
+            np.testing.assert_allclose(got, expected[:rows], rtol=0, atol=1e-12)
+
+
+def test_shapes_it_does_not_know_are_refused(fitted: dict[str, Pipeline]) -> None:
+    """A step the compiler has no rule for: no compiled model, so the caller keeps scoring with the Pipeline."""
+    preprocess = ColumnTransformer([("poly", PolynomialFeatures(2), ["amount", "ratio"])])
+    frame, y = _frame(500, seed=3)
+    pipeline = Pipeline([("features", preprocess), ("model", HistGradientBoostingClassifier(max_iter=5))])
+    pipeline.fit(frame, y)
+    assert CompiledModel.build(pipeline) is None
+
+
+def test_a_probe_disagreement_is_refused(fitted: dict[str, Pipeline]) -> None:
+    """The build checks itself: tamper with the fitted imputer after compiling and the check catches it."""
+    pipeline = fitted["logistic_regression"]
+    compiled = CompiledModel.build(pipeline)
+    assert compiled is not None
+    imputer = pipeline.named_steps["features"].named_transformers_["numeric"].named_steps["impute"]
+    original = imputer.statistics_.copy()
+    try:
+        imputer.statistics_ = original + 1.0
+        probe, _ = _frame(50, seed=4)
+        assert not compiled.agrees(pipeline, probe[list(pipeline.feature_names_in_)])
+    finally:
+        imputer.statistics_ = original
