@@ -2,7 +2,8 @@
 
 Training gets them through `get_historical_features` (the entity frame carries the transaction's fields),
 serving through `get_online_features` (the request carries them); both run the functions in
-`feature_repo.transformations`, the only copy of that logic.
+`feature_repo.transformations`, the only copy of that logic. The view's function accepts a DataFrame (Feast) or a
+mapping of column arrays (the scoring service) and answers in kind.
 """
 
 import pandas as pd
@@ -33,15 +34,8 @@ from feature_repo.views import device_stats, user_activity, user_profile
 )
 def transaction_features(inputs: pd.DataFrame) -> pd.DataFrame:
     # Imported here so the function Feast serializes carries its own reference to the one implementation.
+    # The scoring service calls this same function with a dict of arrays and gets the dict back (no DataFrame).
     from feature_repo import transformations as t
 
-    out = pd.DataFrame(index=inputs.index)
-    out["txn_amount"] = inputs["amount"].astype("float64")
-    out["txn_channel"] = inputs["channel"].astype("object")
-    out["amount_to_typical"] = t.amount_to_typical(inputs["amount"], inputs["amount_mean_30d"])
-    out["is_new_device"] = t.is_new_device(inputs["device_age_days"])
-    out["hour_of_day"] = t.hour_of_day(inputs["event_timestamp"])
-    out["age_group"] = t.age_group(inputs["age"])
-    out["avg_spend"] = t.avg_spend(inputs["total_spend"], inputs["orders"])
-    out["is_foreign_country"] = t.is_foreign(inputs["country"], inputs["home_country"])
-    return out
+    columns = t.transaction_features(inputs)
+    return pd.DataFrame(columns, index=inputs.index) if isinstance(inputs, pd.DataFrame) else columns

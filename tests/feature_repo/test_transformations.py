@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta, timezone
 
+import numpy as np
 import pandas as pd
 
 from feature_repo import transformations as t
@@ -13,14 +15,14 @@ def test_age_group_is_decade_and_unknown_is_its_own_group() -> None:
 
 def test_avg_spend_is_missing_without_orders() -> None:
     out = t.avg_spend(pd.Series([100.0, 50.0]), pd.Series([4, 0]))
-    assert out.iloc[0] == 25.0
-    assert math.isnan(out.iloc[1])
+    assert out[0] == 25.0
+    assert math.isnan(out[1])
 
 
 def test_amount_to_typical_is_missing_without_history() -> None:
     out = t.amount_to_typical(pd.Series([30.0, 30.0, 30.0]), pd.Series([10.0, 0.0, None]))
-    assert out.iloc[0] == 3.0
-    assert out.iloc[1:].isna().all()
+    assert out[0] == 3.0
+    assert np.isnan(out[1:]).all()
 
 
 def test_hour_of_day_is_utc() -> None:
@@ -38,3 +40,47 @@ def test_foreign_country_and_unknown_home() -> None:
 
 def test_age_in_years() -> None:
     assert t.age_in_years(pd.Series([1990, 2000]), 2026).tolist() == [36, 26]
+
+
+def test_timestamps_in_any_form_give_the_same_hours() -> None:
+    aware = [datetime(2026, 11, 3, 23, 30, tzinfo=timezone(timedelta(hours=2))), datetime(2026, 11, 3, 5, tzinfo=UTC)]
+    series = pd.Series(pd.to_datetime(aware, utc=True))
+    naive_utc = series.dt.tz_localize(None).to_numpy()
+    hours = [t.hour_of_day(form).tolist() for form in (aware, series, naive_utc)]
+    assert hours == [[21, 5]] * 3
+
+
+def test_missing_country_is_foreign_even_when_home_is_missing() -> None:
+    assert t.is_foreign([None, np.nan, "DE"], [None, None, "DE"]).tolist() == [1, 1, 0]
+
+
+def test_on_demand_view_gives_the_same_numbers_for_a_frame_and_for_arrays() -> None:
+    """Feast calls the view with a DataFrame, the service with a dict of arrays: one function, same answers."""
+    from feature_repo.on_demand import transaction_features
+
+    frame = pd.DataFrame(
+        {
+            "amount": [12.5, 900.0, 40.0],
+            "channel": ["web", "app", None],
+            "amount_mean_30d": [10.0, None, 0.0],
+            "device_age_days": [3.0, 0.5, None],
+            "event_timestamp": pd.to_datetime(["2026-11-03T23:30:00Z", "2026-11-04T01:00:00Z", "2026-11-04T13:59:59Z"]),
+            "age": pd.array([37, None, 64], dtype="Int64"),
+            "total_spend": [100.0, 0.0, None],
+            "orders": [4, 0, None],
+            "country": ["DE", "FR", None],
+            "home_country": ["DE", "DE", "DE"],
+        }
+    )
+    from_frame = transaction_features.feature_transformation.udf(frame)
+    arrays = {c: frame[c].tolist() for c in frame.columns}
+    arrays["event_timestamp"] = [ts.to_pydatetime() for ts in frame["event_timestamp"]]
+    from_arrays = transaction_features.feature_transformation.udf(arrays)
+    assert isinstance(from_frame, pd.DataFrame) and isinstance(from_arrays, dict)
+    assert list(from_frame.columns) == list(from_arrays)
+    for name, values in from_arrays.items():
+        expected = from_frame[name].to_numpy()
+        if values.dtype.kind == "f":
+            np.testing.assert_array_equal(values, expected.astype("float64"))
+        else:
+            assert values.tolist() == expected.tolist(), name
