@@ -121,6 +121,34 @@ def _fail_policy(service: Service, txn: Transaction, reason: str) -> ScoreRespon
     )
 
 
+class _ScoreTiming:
+    """Latency and status of the scoring endpoints, as plain ASGI (no per-request task or body copy)."""
+
+    def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/score"):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self.metrics.request_seconds.labels(path).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(path, str(status)).inc()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = ServiceMetrics()
@@ -156,13 +184,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             thread_setup=lambda: threadpool_limits(settings.train_threads),
         )
         service.batcher.start()
+        service.decisions.start()
         app.state.service = service
         try:
             yield
         finally:
             await service.batcher.stop()
             models.stop()
-            service.decisions.flush()
+            service.decisions.stop()
             client.close()
 
     app = FastAPI(
@@ -176,15 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _domain_error(request: Request, exc: SkewlessError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
 
-    @app.middleware("http")
-    async def _timing(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        endpoint = request.url.path
-        if endpoint.startswith("/score"):
-            metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - started)
-            metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        return response
+    app.add_middleware(_ScoreTiming, metrics=metrics)
 
     @app.post("/score", response_model=ScoreResponse)
     async def score(txn: Transaction, service: ServiceDep) -> ScoreResponse:

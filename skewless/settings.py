@@ -49,7 +49,12 @@ class Settings(BaseSettings):
     serve_workers: int = Field(default=1, ge=1)
     max_batch_size: int = Field(default=1_000, ge=1, description="Largest /score/batch request accepted.")
     microbatch_max: int = Field(default=64, ge=1, description="Most single /score requests scored in one call.")
-    microbatch_wait_ms: float = Field(default=0.5, ge=0, description="How long a lone request waits for company.")
+    microbatch_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="How long a lone request waits for company. 0: none; under load, requests that arrive while a "
+        "batch is scored form the next batch by themselves.",
+    )
     model_alias: str = "champion"
     model_poll_seconds: float = Field(default=5.0, gt=0, description="How often the service checks the alias.")
     max_future_seconds: int = Field(default=300, ge=0, description="Tolerated clock skew of request timestamps.")
@@ -62,6 +67,9 @@ class Settings(BaseSettings):
     decision_stream: str = "skewless:decisions"
     worker_group: str = "prediction-log"
     worker_batch: int = Field(default=500, ge=1)
+
+    # Monitoring: where `skewless monitor` publishes its alerts.
+    alert_stream: str = "skewless:alerts"
 
     @field_validator("repo_root")
     @classmethod
