@@ -16,6 +16,7 @@ DEFINITION_MODULES = (
     "feature_repo.sources",
     "feature_repo.views",
     "feature_repo.on_demand",
+    "feature_repo.aggregations",
     "feature_repo.services",
 )
 _KINDS = (Entity, DataSource, FeatureView, OnDemandFeatureView, FeatureService)

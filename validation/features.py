@@ -31,12 +31,13 @@ from validation.runner import expectations
 
 
 def batch_views() -> list[Any]:
-    """The batch feature views defined in feature_repo/ (on-demand views have no table to check)."""
+    """The batch feature views defined in feature_repo/ (on-demand and windowed views have no table to check)."""
     from feast import FeatureView
 
+    from feature_repo.windows import is_windowed
     from skewless.store import definitions
 
-    return [obj for obj in definitions() if isinstance(obj, FeatureView)]
+    return [obj for obj in definitions() if isinstance(obj, FeatureView) and not is_windowed(obj)]
 
 
 def table_folder(features_dir: Path, view: Any) -> Path:

@@ -35,6 +35,8 @@ from feature_repo.stores.entity_frame import EntityFrame, load_entity_frame, req
 from feature_repo.stores.order_key import REPACK
 from feature_repo.stores.parquet_source import ParquetTable, is_local_parquet, open_table, quote
 from feature_repo.stores.source_rows import all_rows_sql, latest_rows_plan
+from feature_repo.stores.window_aggregates import check_windows, window_join, with_windows
+from feature_repo.windows import is_windowed
 from skewless.errors import BadInputError
 
 STORE_TYPE = "feature_repo.stores.duckdb_asof.AsofDuckDBOfflineStore"
@@ -64,6 +66,8 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
         **kwargs: Any,
     ) -> RetrievalJob:
         odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
+        windowed = [fv for fv in feature_views if is_windowed(fv)]  # computed here, see window_aggregates
+        feature_views = [fv for fv in feature_views if not is_windowed(fv)]
         if (
             entity_df is None
             or filter_by_created_timestamp
@@ -71,6 +75,11 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
             or any(odfv.mode == "substrait" for odfv in odfvs)
             or not all(is_local_parquet(fv.batch_source) for fv in feature_views)
         ):
+            if windowed:
+                raise BadInputError(
+                    f"windowed views {[fv.name for fv in windowed]} need an entity frame, local Parquet sources and "
+                    "no filter_by_created_timestamp; stock Feast cannot compute them"
+                )
             return DuckDBOfflineStore.get_historical_features(
                 config, feature_views, feature_refs, entity_df, registry, project, full_feature_names,
                 filter_by_created_timestamp, **kwargs,
@@ -80,16 +89,19 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
         try:
             frame = load_entity_frame(entity_df, con)
             joins = [_view_join(con, config, fv, feature_refs, full_feature_names) for fv in feature_views]
+            windows = [window_join(con, fv, feature_refs, full_feature_names, _repo_path(config)) for fv in windowed]
         finally:
             con.close()
         require_join_keys(frame, {entity: join.name for join in joins for _, entity in join.keys})
         _check_names(frame, joins)
+        check_windows(frame, {output for join in joins for _, output in join.features}, windows)
 
         def plan(con: duckdb.DuckDBPyConnection, exact: bool = False) -> Plan:
             con.register("__skewless_entities", frame.table)
             low, high = _bounds(con, frame)
             prepared = [prepare_view(con, join, low, high, exact) for join in joins]
             sql = asof_sql("__skewless_entities", frame.columns, frame.timestamp_column, prepared)
+            sql = with_windows(sql, windows, "__skewless_entities", frame, (low, high))
             retry = None if exact else partial(plan, exact=True)  # when a packed key's own check fails
             return Plan(sql, frame.num_rows, fallback=retry, fallback_when=REPACK)
 
