@@ -104,6 +104,7 @@ SCORED_BEFORE_LATE = {
         "txn_count_1h": (4, 5),
         "amount_sum_1h": (42.0, 45.0),
         "txn_count_24h": (4, 5),
+        "amount_sum_24h": (42.0, 45.0),
         "seconds_since_last_txn": (1199.999999, 900.0),
     }
 }

@@ -1,0 +1,198 @@
+"""Windowed aggregations at score time: each transaction is recorded in Redis and its features computed there.
+
+The features are those of the feature service's windowed views (``feature_repo.aggregations``), read through
+``feature_repo.windows``; the definition (``t - W <= s < t``, duplicates, late events, clock skew) is the one
+documented in ``feature_repo.aggregations`` and computed offline by ``feature_repo.stores.window_aggregates``.
+
+State: one Redis hash per view and entity value (``<namespace>:<view>:<value>``), field the event id, value the
+event time in microseconds and the values the view's features read. One Lua script (``serving.realtime_script``),
+generated from the declaration and loaded once (``EVALSHA``; reloaded only when Redis has lost it), handles one
+transaction for every view atomically: a retry (its event id already recorded at or before its time) is answered
+as of the recorded time and adds nothing; otherwise the features are computed over the events in ``[t - W, t)``
+and the transaction is recorded. Events older than the entity's newest minus the largest window and the allowed
+lateness are deleted, so a call costs at most what one entity's window holds, and keys expire after the largest
+window plus twice the lateness without a transaction.
+
+A batch is one pipelined round trip, its transactions in timestamp order (stable), so a batch holding several
+payments of one user is computed as if they had arrived in order. Redis runs scripts one at a time, so
+concurrent transactions of one user see each other exactly as their order of arrival says.
+
+With Redis Cluster the keys of one transaction's views live in different slots: there, run the script once per
+view (each view's state is self-contained, so per-view atomicity gives the same values).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from feature_repo.windows import WindowedView, feature_types, service_windows
+from serving.realtime_script import lua_script
+from skewless.errors import BadInputError, DependencyUnavailableError
+
+SEP = "\x1f"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class RealtimeAggregates:
+    """Records transactions and returns their windowed features, for the windowed views given.
+
+    ``windows`` come from the declaration (``for_service`` reads them from the registry); ``namespace`` prefixes
+    every key, so projects (and tests) keep their state apart.
+    """
+
+    def __init__(self, client: redis.Redis, windows: Sequence[WindowedView], namespace: str) -> None:
+        if not windows:
+            raise BadInputError("no windowed views to compute: the feature service has no stream feature view")
+        self._client = client
+        self._windows = list(windows)
+        self._namespace = namespace
+        self._script = lua_script(self._windows)
+        self._sha = hashlib.sha1(self._script.encode()).hexdigest()
+        self._types = feature_types(self._windows)
+        self._kinds = [(name, kind == "int64") for name, kind in self._types.items()]
+        self._columns = {c for w in self._windows for c in (w.key, w.event_id, w.timestamp, *w.value_columns)}
+        self._event_id, self._timestamp = windows[0].event_id, windows[0].timestamp
+        if any((w.event_id, w.timestamp) != (self._event_id, self._timestamp) for w in windows):
+            raise BadInputError(
+                f"windowed views {self.views} must share one event id and timestamp column to be recorded together"
+            )
+        self._parts = [(f"{namespace}:{w.name}:", w.key, w.value_columns) for w in self._windows]
+
+    @classmethod
+    def for_service(cls, client: redis.Redis, store: Any, service: Any) -> RealtimeAggregates:
+        """The windowed views of a Feast feature service (an object or its name), keys under the store's project."""
+        if isinstance(service, str):
+            service = store.get_feature_service(service)
+        return cls(client, service_windows(store, service), namespace=f"skewless:{store.project}:rt")
+
+    @property
+    def views(self) -> list[str]:
+        """Names of the feature views computed here (the service's "real-time" views)."""
+        return [w.name for w in self._windows]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self._types)
+
+    @property
+    def feature_types(self) -> dict[str, str]:
+        """Feature name -> ``"int64"`` or ``"float64"``, in the service's order."""
+        return dict(self._types)
+
+    @property
+    def required_fields(self) -> list[str]:
+        """Transaction fields ``record`` reads."""
+        return sorted(self._columns)
+
+    def load(self) -> None:
+        """Load the script into Redis now (``record`` loads it by itself when Redis does not have it)."""
+        try:
+            self._client.script_load(self._script)
+        except redis.RedisError as exc:
+            raise DependencyUnavailableError(f"real-time aggregates: Redis unavailable: {exc}") from exc
+
+    def record(self, transactions: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Record each transaction and return its features, in the order given; one Redis round trip.
+
+        Each transaction needs the fields in ``required_fields``; ``event_timestamp`` must be a timezone-aware
+        ``datetime`` (or pandas ``Timestamp``). Recording is idempotent by event id: a retry adds nothing and
+        gets the features the first attempt got.
+        """
+        calls = [self._call(i, txn) for i, txn in enumerate(transactions)]
+        order = sorted(range(len(calls)), key=lambda i: calls[i][0])
+        replies = self._run([calls[i][1] for i in order])
+        results: list[dict[str, Any]] = [{} for _ in calls]
+        for i, reply in zip(order, replies, strict=True):
+            results[i] = {name: _value(raw, is_int) for (name, is_int), raw in zip(self._kinds, reply, strict=True)}
+        return results
+
+    def reset(self) -> int:
+        """Delete every key of this namespace; returns how many. For tests and demo replays."""
+        deleted = 0
+        try:
+            batch = []
+            for key in self._client.scan_iter(match=f"{self._namespace}:*", count=1000):
+                batch.append(key)
+                if len(batch) == 1000:
+                    deleted += self._client.unlink(*batch)
+                    batch = []
+            if batch:
+                deleted += self._client.unlink(*batch)
+        except redis.RedisError as exc:
+            raise DependencyUnavailableError(f"real-time aggregates: Redis unavailable: {exc}") from exc
+        return deleted
+
+    def _call(self, position: int, txn: Mapping[str, Any]) -> tuple[int, list[Any]]:
+        """(event time in µs, EVALSHA arguments) of one transaction; errors name the field and the transaction."""
+        try:
+            event_id = _text(txn[self._event_id])
+            ts = _micros(txn[self._timestamp])
+            keys = [prefix + _text(txn[key]) for prefix, key, _ in self._parts]
+            payloads = [SEP.join([_text(txn[c]) for c in columns]) for _, _, columns in self._parts]
+        except KeyError:
+            missing = sorted(c for c in self._columns if c not in txn)
+            raise BadInputError(f"transaction #{position}: missing field(s) {missing}") from None
+        except (TypeError, ValueError) as exc:
+            raise BadInputError(f"transaction #{position} ({self._event_id} {txn[self._event_id]!r}): {exc}") from None
+        if not event_id or SEP in event_id or any(k.endswith(":") for k in keys):
+            raise BadInputError(
+                f"transaction #{position}: {self._event_id} and {[key for _, key, _ in self._parts]} must be set"
+            )
+        return ts, ["EVALSHA", self._sha, len(keys), *keys, event_id, ts, *payloads]
+
+    def _run(self, commands: list[list[Any]]) -> list[list[Any]]:
+        if not commands:
+            return []
+        for attempt in (1, 2):
+            try:
+                pipe = self._client.pipeline(transaction=False)
+                for command in commands:
+                    pipe.execute_command(*command)
+                replies = pipe.execute(raise_on_error=False)
+            except redis.RedisError as exc:
+                raise DependencyUnavailableError(f"real-time aggregates: Redis unavailable: {exc}") from exc
+            errors = [r for r in replies if isinstance(r, Exception)]
+            if not errors:
+                return replies
+            if attempt == 1 and all(isinstance(e, redis.exceptions.NoScriptError) for e in errors):
+                self.load()  # Redis restarted or flushed its scripts; every recorded event stays idempotent
+                continue
+            raise DependencyUnavailableError(f"real-time aggregates: Redis refused the update: {errors[0]}")
+        raise AssertionError("unreachable")
+
+
+def _micros(value: Any) -> int:
+    """Microseconds since the epoch of a timezone-aware ``datetime`` (or pandas ``Timestamp``), truncated."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"event time must be a timezone-aware datetime, got {type(value).__name__} {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"event time {value.isoformat()} has no time zone; pass UTC-aware timestamps")
+    since = value - _EPOCH
+    return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
+
+
+def _text(value: Any) -> str:
+    """A value as the script stores it: integral numbers without a decimal part, floats exactly, None empty."""
+    if type(value) is int or type(value) is str:
+        return str(value)
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return str(int(value)) if value.is_integer() else repr(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return _text(value.item())
+    return str(value)
+
+
+def _value(raw: Any, is_int: bool) -> Any:
+    if raw is None:
+        return None
+    return int(raw) if is_int else float(raw)
