@@ -24,6 +24,7 @@ STAGE_COMMANDS = (
     "training.cli",
     "serving.cli",
     "monitoring.cli",
+    "monitoring.skew",
 )
 
 

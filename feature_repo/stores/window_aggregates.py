@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from feature_repo.stores.entity_frame import ROW_ID, EntityFrame, require_join_keys
 from feature_repo.stores.parquet_source import ParquetTable, literal, open_table, quote
@@ -83,7 +84,13 @@ def window_sql(join: WindowJoin, entities: str, frame: EntityFrame, low: datetim
     row_ts = f"epoch_us(CAST(e.{quote(frame.timestamp_column)} AS TIMESTAMPTZ))"
     if view.event_id in frame.columns:  # a copy of an earlier event is evaluated as of that event
         as_of = f"least({row_ts}, f.__t)"
-        first = f" LEFT JOIN (SELECT __id, __t FROM __copies WHERE __copy = 1) f ON e.{quote(view.event_id)} = f.__id"
+        ids = (f"e.{quote(view.event_id)}", "f.__id")
+        integers = pa.types.is_integer(frame.table.schema.field(view.event_id).type) and "INT" in (
+            join.table.columns.get(view.event_id, "")
+        )
+        if not integers:  # e.g. ids logged as text: compare their text
+            ids = tuple(f"CAST({side} AS VARCHAR)" for side in ids)
+        first = f" LEFT JOIN (SELECT __id, __t FROM __copies WHERE __copy = 1) f ON {ids[0]} = {ids[1]}"
     else:
         as_of, first = row_ts, ""
     rows = f"SELECT e.{quote(ROW_ID)} AS __row, e.{quote(join.entity_key)} AS __k, {as_of} AS __t FROM {entities} e"
