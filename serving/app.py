@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from threadpoolctl import threadpool_limits
 
 from serving.batcher import MicroBatcher
+from serving.canary import CanaryRouter, ChallengerHolder, registry_aliases, registry_loader
 from serving.events import DecisionLog
 from serving.metrics import ServiceMetrics
 from serving.model import ModelHolder
@@ -43,11 +44,12 @@ class Service:
     batcher: MicroBatcher[dict[str, Any], Decision]
     decisions: DecisionLog
     metrics: ServiceMetrics
+    canary: CanaryRouter | None = None  # the challenger's share; without it the champion scores alone
 
     def score_batch(self, transactions: list[dict[str, Any]]) -> list[Decision]:
         """Runs on the scoring thread: score, record metrics, log the decisions."""
         started = time.perf_counter()
-        decisions = self.scorer.score(transactions)
+        decisions = self.canary.score(transactions) if self.canary else self.scorer.score(transactions)
         elapsed = time.perf_counter() - started
         self.metrics.batch_size.observe(len(transactions))
         for d in decisions:
@@ -61,7 +63,7 @@ class Service:
         return decisions
 
 
-def _service(request: Request) -> Service:
+async def _service(request: Request) -> Service:  # async: a sync dependency would cost a thread hop per request
     return request.app.state.service  # type: ignore[no-any-return]
 
 
@@ -99,6 +101,7 @@ def _response(d: Decision) -> ScoreResponse:
         risk_score=d.risk_score,
         recommendation=d.recommendation,  # type: ignore[arg-type]
         model_version=d.model_version,
+        model_role=d.role,  # type: ignore[arg-type]
         reasons=d.reasons,
         missing_features=d.missing_features,
         stale_features=d.stale_features,
@@ -165,7 +168,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if result == "ok":
                 metrics.model_version.set(version)
 
-        models = ModelHolder(settings, on_reload=on_reload)
+        challenger = ChallengerHolder(
+            registry_aliases(settings), registry_loader(settings), settings.model_poll_seconds, metrics
+        )
+        models = ModelHolder(settings, on_reload=on_reload, loaded_elsewhere=challenger.model_for)
         try:
             models.reload()
         except SkewlessError as exc:  # start anyway: /ready says why, the poller keeps trying
@@ -175,14 +181,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service = Service(
             settings, client, models, scorer, None, DecisionLog(client, settings.decision_stream), metrics
         )  # type: ignore[arg-type]
+        service.canary = CanaryRouter(scorer, challenger, settings, metrics)
+        challenger.start()  # loads on its own thread: a challenger never delays or endangers the champion
         service.batcher = MicroBatcher(
             service.score_batch,
             settings.microbatch_max,
             settings.microbatch_wait_ms / 1000,
-            # One OpenMP/BLAS thread on the scoring thread: a tree model's per-call thread start-up
-            # otherwise costs more than the prediction itself (2 ms per tree seen here under load).
+            # One OpenMP/BLAS thread where scoring runs (the loop and the batch thread): a tree model's
+            # per-call thread start-up otherwise costs more than the prediction itself (2 ms per tree here).
             thread_setup=lambda: threadpool_limits(settings.train_threads),
+            inline=settings.microbatch_inline,
         )
+        threadpool_limits(settings.train_threads)
         service.batcher.start()
         service.decisions.start()
         app.state.service = service
@@ -191,6 +201,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await service.batcher.stop()
             models.stop()
+            challenger.stop()
             service.decisions.stop()
             client.close()
 
@@ -262,6 +273,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             redis=redis_state,
             model=model_state,
             model_version=model.version if model else None,
+            challenger=service.canary.challenger_state() if service.canary else "none",
         )
         return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
@@ -270,11 +282,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/admin/reload")
-    async def reload(service: ServiceDep) -> dict[str, Any]:
-        """Load the version the alias points at now, without waiting for the poller."""
+    def reload(service: ServiceDep) -> dict[str, Any]:
+        """Load the versions the aliases point at now, without waiting for the pollers (off the event loop)."""
         changed = service.models.reload()
+        if service.canary:
+            service.canary.reload_challenger()
         model = service.models.current
-        return {"changed": changed, "model_version": model.version if model else None}
+        return {
+            "changed": changed,
+            "model_version": model.version if model else None,
+            "challenger": service.canary.challenger_state() if service.canary else "none",
+        }
 
     return app
 

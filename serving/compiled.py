@@ -199,9 +199,7 @@ class CompiledModel:
     def probability(self, columns: Mapping[str, Any], n: int) -> np.ndarray:
         x = self.matrix(columns, n)
         if self._trees is not None and n <= GTIL_MAX_ROWS:
-            import treelite.gtil
-
-            return np.asarray(treelite.gtil.predict(self._trees, x, nthread=1), dtype="float64").reshape(n)
+            return np.asarray(self._trees(x), dtype="float64").reshape(n)
         return np.asarray(self._estimator.predict_proba(x)[:, 1], dtype="float64")
 
     def agrees(self, pipeline: Pipeline, probe: pd.DataFrame) -> bool:
@@ -221,16 +219,27 @@ class CompiledModel:
         return all(float(np.max(np.abs(got - want))) <= AGREEMENT for got, want in checks)
 
 
-def _treelite(estimator: Any) -> Any | None:
+def _treelite(estimator: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    """Treelite's GTIL predictor for a gradient-boosted model, or None. The GTIL configuration (a JSON parse in
+    C++) is made once here rather than on every call as ``treelite.gtil.predict`` does; when this treelite has no
+    such entry point the public function is used."""
     if not isinstance(estimator, HistGradientBoostingClassifier):
         return None
     try:
+        import treelite.gtil
         import treelite.sklearn
 
-        return treelite.sklearn.import_model(estimator)
+        model = treelite.sklearn.import_model(estimator)
     except Exception as exc:  # a model treelite cannot import still scores through the estimator
         log.warning("treelite could not import the model (%s); small batches use the estimator", exc)
         return None
+    try:
+        from treelite.gtil.gtil import GTILConfig, _predict_impl
+
+        config = GTILConfig(nthread=1, predict_type="default")
+        return lambda x: _predict_impl(model, x, config=config)
+    except ImportError:
+        return lambda x: treelite.gtil.predict(model, x, nthread=1)
 
 
 def probe_frame(pipeline: Pipeline) -> pd.DataFrame:

@@ -9,6 +9,7 @@ as Feast's type map does, so they are what `get_online_features` returns; the eq
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -79,7 +80,7 @@ class OnlineFeatures:
         self._fields = {k: [f for r in reads for f in r.fields] for k, reads in self._by_key.items()}
         self._key_parts = {k: self._key_template(k) for k in self._by_key}
         self._decoder = _Decoder()
-        self._hmget_many = client.register_script(_HMGET_MANY)
+        self._script_sha = hashlib.sha1(_HMGET_MANY.encode()).hexdigest()
 
     @property
     def join_keys(self) -> list[str]:
@@ -120,16 +121,14 @@ class OnlineFeatures:
         now_s = (now or datetime.now(UTC)).timestamp()
         by_key = {k: list(dict.fromkeys(row[k] for row in rows)) for k in self._by_key}
         try:
-            pipe = self._client.pipeline(transaction=False)
-            for join_key, values in by_key.items():
-                self._hmget_many(keys=[self.key(join_key, v) for v in values], args=self._fields[join_key], client=pipe)
-            replies = {
-                (join_key, value): raw
-                for (join_key, values), group in zip(by_key.items(), pipe.execute(), strict=True)
-                for value, raw in zip(values, group, strict=True)
-            }
+            groups = self._hmget_all(by_key)
         except redis.RedisError as exc:
             raise DependencyUnavailableError(f"online store (Redis) unavailable: {exc}") from exc
+        replies = {
+            (join_key, value): raw
+            for (join_key, values), group in zip(by_key.items(), groups, strict=True)
+            for value, raw in zip(values, group, strict=True)
+        }
         decoded: dict[tuple[str, Any], list[tuple[_ViewRead, list[Any] | None, float | None]]] = {
             entity: self._decode_views(entity[0], raw) for entity, raw in replies.items()
         }
@@ -161,6 +160,22 @@ class OnlineFeatures:
                             missing.append(name)
             results.append(EntityFeatures(values, missing, stale, unknown, ages))
         return results
+
+    def _hmget_all(self, by_key: dict[str, list[Any]]) -> list[list[list[bytes | None]]]:
+        """One EVALSHA per entity type, pipelined: a single round trip. (redis-py's Script objects check that the
+        script exists before every pipeline, a second round trip; here a missing script is loaded on demand.)"""
+        for attempt in (1, 2):
+            pipe = self._client.pipeline(transaction=False)
+            for join_key, values in by_key.items():
+                keys = [self.key(join_key, v) for v in values]
+                pipe.evalsha(self._script_sha, len(keys), *keys, *self._fields[join_key])
+            try:
+                return pipe.execute()  # type: ignore[no-any-return]
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                self._client.script_load(_HMGET_MANY)  # a restarted or flushed Redis forgets scripts
+        raise AssertionError("unreachable")
 
     def _decode_views(
         self, join_key: str, raw: list[bytes | None]

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     serve_workers: int = Field(default=1, ge=1)
     max_batch_size: int = Field(default=1_000, ge=1, description="Largest /score/batch request accepted.")
     microbatch_max: int = Field(default=64, ge=1, description="Most single /score requests scored in one call.")
+    microbatch_inline: bool = Field(
+        default=True,
+        description="Score micro-batches on the event loop (no thread hop); false: on a worker thread.",
+    )
     microbatch_wait_ms: float = Field(
         default=0.0,
         ge=0,
@@ -56,7 +60,9 @@ class Settings(BaseSettings):
         "batch is scored form the next batch by themselves.",
     )
     model_alias: str = "champion"
-    model_poll_seconds: float = Field(default=5.0, gt=0, description="How often the service checks the alias.")
+    model_poll_seconds: float = Field(
+        default=2.0, gt=0, description="How often the service checks the aliases; a rollback serves within it."
+    )
     max_future_seconds: int = Field(default=300, ge=0, description="Tolerated clock skew of request timestamps.")
     fail_policy: str = Field(
         default="error",
@@ -70,6 +76,24 @@ class Settings(BaseSettings):
 
     # Monitoring: where `skewless monitor` publishes its alerts.
     alert_stream: str = "skewless:alerts"
+
+    # Release: canary routing in the service (serving/canary.py), its verdict and the registry moves (release/).
+    canary_share: float = Field(
+        default=0.05, ge=0, le=1, description="Share of transactions @challenger decides, by txn_id hash."
+    )
+    canary_mode: str = Field(
+        default="canary",
+        pattern="^(canary|shadow)$",
+        description="canary: the challenger decides its share; shadow: it scores every transaction, unseen.",
+    )
+    canary_window: int = Field(default=1_000, ge=20, description="Challenger decisions judged in one verdict.")
+    canary_max_error_rate: float = Field(default=0.001, ge=0, le=1, description="Challenger scoring failures.")
+    canary_max_p99_ratio: float = Field(default=1.5, ge=1, description="Challenger model-call p99 / champion's.")
+    canary_p99_slack_ms: float = Field(default=2.0, ge=0, description="Added to the p99 bound: timer noise.")
+    canary_max_psi: float = Field(default=0.2, ge=0, description="Score distribution shift against the champion.")
+    canary_max_block_rate_change: float = Field(default=0.01, ge=0, le=1, description="Absolute, e.g. 0.01 = 1 pp.")
+    release_stream: str = "skewless:releases"
+    retrain_approver: str = "skewless retrain"
 
     @field_validator("repo_root")
     @classmethod
