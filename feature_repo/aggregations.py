@@ -20,8 +20,8 @@ a feature with window ``W`` aggregates the *other* transactions of ``k`` whose t
   features the first attempt got and adds nothing (copies are expected to be identical; if same-timestamp copies
   differ in amount or device, online keeps the first recorded, offline the smallest values).
 - **Precision.** Timestamps are compared in whole microseconds of UTC, the raw data's precision.
-- **Empty windows.** Counts and sums are 0; maxima and ``seconds_since_last`` are missing.
-- ``seconds_since_last``: ``t`` minus the latest event in the window, in seconds.
+- **Empty windows.** Counts, sums and maxima (of amounts, never negative) are 0; ``seconds_since_last`` (``t``
+  minus the latest event in the window, in seconds) is the window's length. A windowed feature is never missing.
 
 Event time, late events and clock skew
 --------------------------------------

@@ -21,13 +21,14 @@ from skewless.errors import BadInputError
 EVENT_ID_TAG = "event_id"  # column naming one event: copies of it are one event
 LATENESS_TAG = "allowed_lateness_seconds"  # how far out of order an event may arrive and still be exact online
 
-# Function -> (Feast type of the result, value over an empty window).
-FUNCTIONS: dict[str, tuple[PrimitiveFeastType, Any]] = {
-    "count": (Int64, 0),  # events in the window (the column only names what is counted)
-    "sum": (Float64, 0.0),
-    "max": (Float64, None),
-    "count_distinct": (Int64, 0),  # distinct non-missing values of the column
-    "seconds_since_last": (Float64, None),  # the transaction's time minus the latest event's, in seconds
+# Function -> Feast type of the result. Every function has a value over an empty window (``WindowedFeature.empty``),
+# so a windowed feature is never missing: a model sees "nothing in the window" as a number.
+FUNCTIONS: dict[str, PrimitiveFeastType] = {
+    "count": Int64,  # events in the window (the column only names what is counted); 0 when empty
+    "sum": Float64,  # 0 when empty
+    "max": Float64,  # of a non-negative column (amounts); 0 when empty
+    "count_distinct": Int64,  # distinct non-missing values of the column; 0 when empty
+    "seconds_since_last": Float64,  # the transaction's time minus the latest event's; the window length when empty
 }
 _US = 1_000_000
 
@@ -40,12 +41,15 @@ class WindowedFeature:
     window_us: int
 
     @property
-    def empty(self) -> Any:
-        return FUNCTIONS[self.function][1]
+    def empty(self) -> int | float:
+        """The value over an empty window."""
+        if self.function == "seconds_since_last":
+            return self.window_us / _US
+        return 0 if self.is_integer else 0.0
 
     @property
     def is_integer(self) -> bool:
-        return FUNCTIONS[self.function][0] == Int64
+        return FUNCTIONS[self.function] == Int64
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ def aggregate_schema(aggregations: Iterable[Aggregation]) -> list[Field]:
         if agg.function not in FUNCTIONS:
             known = sorted(FUNCTIONS)
             raise BadInputError(f"aggregation {agg.name!r}: function {agg.function!r} is not one of {known}")
-        fields.append(Field(name=agg.resolved_name(agg.time_window), dtype=FUNCTIONS[agg.function][0]))
+        fields.append(Field(name=agg.resolved_name(agg.time_window), dtype=FUNCTIONS[agg.function]))
     return fields
 
 

@@ -12,7 +12,8 @@ entity; ``ARGV``: event id, event time in microseconds, then per view the values
 3. Events older than the entity's newest minus the largest window and the allowed lateness are deleted, the
    transaction is recorded, and the key's expiry is pushed to the largest window plus twice the lateness.
 
-Values come back as integers (counts) or strings holding the exact double (``%.17g``), missing as nil.
+Values come back as integers (counts) or strings holding the exact double (``%.17g``); an empty window gives the
+declared empty value (``WindowedFeature.empty``).
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def _parse(width: int, used: list[int]) -> list[str]:
 
 
 def _start(feature: WindowedFeature) -> str:
-    return "false" if feature.empty is None else "0"
+    return "false" if feature.function in ("max", "seconds_since_last") else "0"  # false: nothing seen yet
 
 
 def _update(i: int, feature: WindowedFeature, columns: list[str]) -> str:
@@ -143,10 +144,12 @@ def _update(i: int, feature: WindowedFeature, columns: list[str]) -> str:
 
 
 def _output(i: int, feature: WindowedFeature) -> str:
+    """The value sent back: counts as integers, other numbers as exact ``%.17g`` text; empty windows as declared."""
     if feature.function in ("count", "count_distinct"):
         return f"a{i}"
+    empty = f'"{feature.empty!r}"'
     if feature.function == "seconds_since_last":
-        return f'a{i} and string.format("%.17g", (as_of - a{i}) / 1e6)'
+        return f'a{i} and string.format("%.17g", (as_of - a{i}) / 1e6) or {empty}'
     if feature.function == "sum":
         return f'string.format("%.17g", a{i})'
-    return f'a{i} and string.format("%.17g", a{i})'
+    return f'a{i} and string.format("%.17g", a{i}) or {empty}'

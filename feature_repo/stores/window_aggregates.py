@@ -125,11 +125,11 @@ def _aggregate(feature: WindowedFeature, values: list[str], window: str) -> str:
     if function == "sum":
         return f"coalesce(sum(CAST({column} AS DOUBLE)) OVER {window}, 0.0)"
     if function == "max":
-        return f"CAST(max({column}) OVER {window} AS DOUBLE)"
+        return f"coalesce(CAST(max({column}) OVER {window} AS DOUBLE), 0.0)"
     if function == "count_distinct":
         return f"count(DISTINCT {column}) OVER {window}"
     if function == "seconds_since_last":
-        return f"(__t - max(__et) OVER {window}) / 1e6"
+        return f"coalesce((__t - max(__et) OVER {window}) / 1e6, {feature.empty!r})"
     raise ValueError(f"no SQL for aggregation function {function!r}")  # windows.py refuses unknown functions
 
 

@@ -80,7 +80,7 @@ SCENARIO = [
 
 # Features every row must have, offline and online.
 EXPECTED: dict[int, dict[str, Any]] = {
-    0: {"txn_count_24h": 0, "amount_sum_24h": 0.0, "amount_max_24h": None, "seconds_since_last_txn": None},
+    0: {"txn_count_24h": 0, "amount_sum_24h": 0.0, "amount_max_24h": 0.0, "seconds_since_last_txn": 86_400.0},
     1: {"txn_count_24h": 0, "device_distinct_users_24h": 0},
     2: {
         "txn_count_10m": 2,
