@@ -10,7 +10,7 @@ DEMO_DAYS ?= 21
 DEMO_PORT ?= 8000
 READY = $(BIN)/python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$(DEMO_PORT)/ready', timeout=2)"
 
-.PHONY: install demo test lint format redis clean bench bench-offline bench-materialize bench-serving
+.PHONY: install demo test lint format redis clean bench bench-offline bench-materialize bench-serving wrk
 
 $(BIN)/skewless: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,13 +64,19 @@ demo: install redis clean
 bench: bench-offline bench-materialize bench-serving
 
 bench-offline: install
-	$(BIN)/python -m bench.offline --sizes $(or $(SIZES),small)
+	$(BIN)/python -m bench.offline --sizes $(or $(SIZES),small) $(BENCH_ARGS)
 
 bench-materialize: install redis
-	$(BIN)/python -m bench.materialize --sizes $(or $(SIZES),small)
+	$(BIN)/python -m bench.materialize --sizes $(or $(SIZES),small) $(BENCH_ARGS)
 
-bench-serving: install redis
+bench-serving: install redis wrk
 	$(BIN)/python bench/serving.py
+
+# The load generator of bench-serving: Debian's wrk package, installed when we can, else a clear message.
+wrk:
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }; }; } || \
+		{ echo "bench-serving needs wrk: apt-get install wrk (or your system's package)" >&2; exit 1; }
 
 test: install redis
 	$(BIN)/pytest
