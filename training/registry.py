@@ -112,7 +112,8 @@ def dataset_fingerprint(entities: pd.DataFrame, store: FeatureStore, service: Fe
         if projection.name in on_demand:
             digest.update(_on_demand_definition(on_demand[projection.name]))
         else:
-            spec = store.get_feature_view(projection.name).to_proto().spec
+            # any kind of feature view: batch views and the stream feature views of windowed aggregations
+            spec = store.registry.get_any_feature_view(projection.name, store.project).to_proto().spec
             digest.update(spec.SerializeToString(deterministic=True))
     return digest.hexdigest()
 
