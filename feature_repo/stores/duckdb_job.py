@@ -157,4 +157,4 @@ def _in_entity_order(table: pa.Table) -> pa.Table:
     positions = table[ROW_ID].to_numpy()
     order = np.empty(len(positions), dtype=np.int64)
     order[positions] = np.arange(len(positions), dtype=np.int64)
-    return table.drop_columns([ROW_ID]).combine_chunks().take(pa.array(order))
+    return table.drop_columns([ROW_ID]).take(pa.array(order))  # chunk by chunk: combining first copies it all

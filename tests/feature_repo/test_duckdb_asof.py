@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -119,6 +120,57 @@ def test_packing_that_the_data_breaks_falls_back_to_exact(stores, root: Path, mo
     expected, got = _both(stores, entities, features=["late_micros:value"])
     _assert_same(expected, got)
     assert got.column("value").to_pylist() == list(range(100, 140))
+
+
+@pytest.mark.parametrize(
+    ("keys", "packed"),
+    [
+        (pd.array([-7, 0, 3, 12, None] * 24, dtype="Int32"), True),  # int32 in Parquet, negative and missing keys
+        (pd.array([-(2**61), 0, 5, 2**61, None] * 24, dtype="Int64"), False),  # too wide: equality join instead
+    ],
+    ids=["packed", "too-wide"],
+)
+def test_integer_join_keys_packed_into_the_order_match_stock(stores, root: Path, keys, packed: bool) -> None:  # type: ignore[no-untyped-def]
+    """A single integer key whose range fits is packed above the time bits and the join has no equality; rows of
+    another key, keys outside the range and missing keys on either side must still find nothing."""
+    from feast import FeatureView, Field
+    from feast.types import Int64
+
+    name = f"int_keys_{'packed' if packed else 'wide'}"
+    folder = root / "data" / name
+    folder.mkdir(exist_ok=True)
+    rows = pd.DataFrame(
+        {
+            "user_id": keys,
+            "event_timestamp": repo.T0 + pd.to_timedelta(range(0, len(keys) * 3600, 3600), unit="s"),
+            "value": range(len(keys)),
+        }
+    )
+    rows["created_timestamp"] = rows["event_timestamp"] + pd.to_timedelta(rows.index % 3, unit="min")
+    rows.to_parquet(folder / "1.parquet", index=False)
+    view = FeatureView(
+        name=name,
+        entities=[repo.user],
+        ttl=repo.ACTIVITY_TTL,
+        schema=[Field(name="value", dtype=Int64)],
+        source=repo._source(name),
+    )
+    for store in stores:
+        store.apply([view])
+    wanted = [-8, -7, 0, 3, 4, 12, 13, -(2**61), 2**61, 2**62]
+    entities = pd.DataFrame(
+        {
+            "user_id": np.repeat(np.array(wanted, dtype="int64"), 12),
+            "event_timestamp": repo.T0 + pd.to_timedelta(np.tile(np.arange(-10, 120, 11), len(wanted)), unit="h"),
+        }
+    )
+    entities.insert(0, "row", np.arange(len(entities)))
+    features = [f"{name}:value"]
+    sql = stores[1].get_historical_features(entities, features=features).to_sql()
+    assert ('e."user_id" = v0.__k0' not in sql) == packed
+    expected, got = _both(stores, entities, features=features)
+    _assert_same(expected, got)
+    assert got.column("value").null_count < got.num_rows
 
 
 def test_tie_in_event_time_goes_to_the_latest_created(stores, tables) -> None:  # type: ignore[no-untyped-def]
