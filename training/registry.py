@@ -11,10 +11,10 @@ import inspect
 import os
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import pandas as pd
-from feast import FeatureService, FeatureStore, OnDemandFeatureView
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -22,6 +22,9 @@ from mlflow.tracking import MlflowClient
 from feature_repo import transformations
 from skewless.errors import BadInputError, DependencyUnavailableError
 from skewless.settings import Settings
+
+if TYPE_CHECKING:  # Feast takes seconds to import; commands that only read the registry do without it
+    from feast import FeatureService, FeatureStore, OnDemandFeatureView
 
 EXPERIMENT = "skewless-fraud"
 CANDIDATE, CHALLENGER, CHAMPION = "candidate", "challenger", "champion"
