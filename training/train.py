@@ -14,6 +14,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from threadpoolctl import threadpool_limits
 
+from monitoring.reference import log_reference_profile
 from skewless.errors import BadInputError, ValidationFailedError
 from skewless.settings import Settings
 from skewless.store import feature_service, open_store
@@ -165,6 +166,7 @@ def _train(settings: Settings, service_name: str | None, seed: int, shuffle_labe
             mlflow.log_artifact(str(out / "holdout_entities.parquet"), "holdout")
         if gate.path is not None:
             mlflow.log_artifacts(str(gate.path), "training_set_validation")
+        log_reference_profile(store, service, valid_frame, p_valid, thresholds)  # the monitor's baseline
         example = x_valid.head(5)
         signature = infer_signature(example, fraud_probability(model, example))
         info = mlflow.sklearn.log_model(
