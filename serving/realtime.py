@@ -43,12 +43,15 @@ class RealtimeAggregates:
     """Records transactions and returns their windowed features, for the windowed views given.
 
     ``windows`` come from the declaration (``for_service`` reads them from the registry); ``namespace`` prefixes
-    every key, so projects (and tests) keep their state apart.
+    every key, so projects (and tests) keep their state apart. A service without windowed views gives an
+    instance with no features, whose ``record`` answers empty dicts without calling Redis. Typical use::
+
+        realtime = RealtimeAggregates.for_service(client, store, "fraud_model_v2")  # once, at startup
+        realtime.load()  # optional: the script is in Redis before the first request
+        features = realtime.record(transactions)  # [{"txn_count_10m": 2, ...}, ...], one per transaction
     """
 
     def __init__(self, client: redis.Redis, windows: Sequence[WindowedView], namespace: str) -> None:
-        if not windows:
-            raise BadInputError("no windowed views to compute: the feature service has no stream feature view")
         self._client = client
         self._windows = list(windows)
         self._namespace = namespace
@@ -57,7 +60,7 @@ class RealtimeAggregates:
         self._types = feature_types(self._windows)
         self._kinds = [(name, kind == "int64") for name, kind in self._types.items()]
         self._columns = {c for w in self._windows for c in (w.key, w.event_id, w.timestamp, *w.value_columns)}
-        self._event_id, self._timestamp = windows[0].event_id, windows[0].timestamp
+        self._event_id, self._timestamp = (windows[0].event_id, windows[0].timestamp) if windows else ("", "")
         if any((w.event_id, w.timestamp) != (self._event_id, self._timestamp) for w in windows):
             raise BadInputError(
                 f"windowed views {self.views} must share one event id and timestamp column to be recorded together"
@@ -92,6 +95,8 @@ class RealtimeAggregates:
 
     def load(self) -> None:
         """Load the script into Redis now (``record`` loads it by itself when Redis does not have it)."""
+        if not self._windows:
+            return
         try:
             self._client.script_load(self._script)
         except redis.RedisError as exc:
@@ -104,6 +109,8 @@ class RealtimeAggregates:
         ``datetime`` (or pandas ``Timestamp``). Recording is idempotent by event id: a retry adds nothing and
         gets the features the first attempt got.
         """
+        if not self._windows:
+            return [{} for _ in transactions]
         calls = [self._call(i, txn) for i, txn in enumerate(transactions)]
         order = sorted(range(len(calls)), key=lambda i: calls[i][0])
         replies = self._run([calls[i][1] for i in order])

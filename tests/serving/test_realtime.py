@@ -156,6 +156,14 @@ def test_later_than_the_allowed_lateness_is_cut_short(realtime: RealtimeAggregat
     assert very_late["txn_count_1h"] == 0  # offline sees 1 here: its event was trimmed online (documented)
 
 
+def test_a_service_without_windowed_views_needs_no_redis(store) -> None:  # type: ignore[no-untyped-def]
+    client = redis.Redis(port=_free_port(), socket_connect_timeout=0.2)  # nothing listens there
+    realtime = RealtimeAggregates.for_service(client, store, "fraud_model_v1")
+    realtime.load()
+    assert realtime.views == [] and realtime.feature_names == []
+    assert realtime.record([Txn.at(1, 0 * MIN, 1.0).row()]) == [{}]
+
+
 def test_bad_transactions_are_named(realtime: RealtimeAggregates) -> None:
     row = Txn.at(1, 0 * MIN, 1.0).row()
     with pytest.raises(BadInputError, match="missing field"):
