@@ -62,11 +62,11 @@ def window_join(
     return join
 
 
-def window_sql(join: WindowJoin, entities: str, frame: EntityFrame, low: datetime | None, high: datetime | None) -> str:
+def window_sql(join: WindowJoin, entities: str, frame: EntityFrame, high: datetime | None) -> str:
     """A relation of ``(ROW_ID, <outputs>)``: one row per entity row, the view's features as of that row.
 
-    ``low``/``high`` bound the entity timestamps: events after the latest row or older than the earliest row minus
-    the largest window can count for nobody, so only deduplication looks at them (up to ``high``).
+    ``high`` is the latest entity timestamp: later events can count for nobody. Events older than the earliest
+    row's window only serve deduplication.
     """
     view = join.view
     ts = f"epoch_us(CAST({quote(view.timestamp)} AS TIMESTAMPTZ))"
@@ -94,7 +94,8 @@ def window_sql(join: WindowJoin, entities: str, frame: EntityFrame, low: datetim
     else:
         as_of, first = row_ts, ""
     rows = f"SELECT e.{quote(ROW_ID)} AS __row, e.{quote(join.entity_key)} AS __k, {as_of} AS __t FROM {entities} e"
-    oldest = f" AND __t >= {_us(low)} - {view.horizon_us}" if low is not None else ""
+    # the earliest row's window start (a copy of an earlier event can move a row before the frame's earliest time)
+    oldest = f" AND __t >= (SELECT min(__t) FROM __rows) - {view.horizon_us}"
     # Ordered by __o: an event at s sits at 2s, a row at t at 2t - 1, so "W PRECEDING AND 1 PRECEDING" of the row
     # is "2W - 1 PRECEDING AND CURRENT ROW": [t - W, t), with DuckDB's faster frame end. Rows without a key or a
     # time are left out here and get missing features from the LEFT JOIN.
@@ -152,11 +153,11 @@ def with_windows(
     """
     if not joins:
         return base_sql
-    low, high = bounds
+    high = bounds[1]
     select = ["b.*"] + [f"w{i}.{quote(o)}" for i, join in enumerate(joins) for o in join.outputs]
     row = quote(ROW_ID)
     on = [
-        f"LEFT JOIN ({window_sql(join, entities, frame, low, high)}) AS w{i} ON b.{row} = w{i}.{row}"
+        f"LEFT JOIN ({window_sql(join, entities, frame, high)}) AS w{i} ON b.{row} = w{i}.{row}"
         for i, join in enumerate(joins)
     ]
     return f"SELECT {', '.join(select)} FROM ({base_sql}) AS b {' '.join(on)}"

@@ -102,3 +102,13 @@ def test_declarations_outside_the_vocabulary_are_refused() -> None:
     fresh.entity_columns = [Field(name="user_id", dtype=Int64)]
     with pytest.raises(BadInputError, match="event_id"):
         windowed_view(fresh)
+
+
+def test_a_retry_long_after_its_event_is_answered_as_of_the_event(repo_root: Path) -> None:
+    before, event = Txn.at(1, timedelta(0), 4.0), Txn.at(2, timedelta(hours=1), 6.0)
+    retry = Txn.at(2, timedelta(hours=30), 6.0)  # the only row asked for, a day after everything it needs
+    write_transactions(repo_root, [before, event, retry])
+    store = open_store(repo_root)
+    apply_definitions(store)
+    frame = offline(store, [retry])
+    assert frame["txn_count_24h"].tolist() == [1] and frame["seconds_since_last_txn"].tolist() == [3600.0]
