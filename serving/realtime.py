@@ -111,13 +111,18 @@ class RealtimeAggregates:
         """
         if not self._windows:
             return [{} for _ in transactions]
+        batch = self.prepare(transactions)
+        return batch.results(self._run(batch.commands))
+
+    def prepare(self, transactions: Sequence[Mapping[str, Any]]) -> PreparedBatch:
+        """The batch's script calls, for a caller that sends them in a pipeline of its own (with its other reads,
+        so the whole request is one round trip): queue ``commands`` with ``pipe.execute_command(*command)``, run
+        the pipeline with ``raise_on_error=False`` and hand those replies, in order, to ``results``. A
+        ``NoScriptError`` among them means Redis lost the script: ``load()`` and send the batch again (recording
+        is idempotent, so the calls that did run answer the same)."""
         calls = [self._call(i, txn) for i, txn in enumerate(transactions)]
-        order = sorted(range(len(calls)), key=lambda i: calls[i][0])
-        replies = self._run([calls[i][1] for i in order])
-        results: list[dict[str, Any]] = [{} for _ in calls]
-        for i, reply in zip(order, replies, strict=True):
-            results[i] = {name: _value(raw, is_int) for (name, is_int), raw in zip(self._kinds, reply, strict=True)}
-        return results
+        order = sorted(range(len(calls)), key=lambda i: calls[i][0])  # in time order, stable
+        return PreparedBatch([calls[i][1] for i in order], order, self._kinds)
 
     def reset(self) -> int:
         """Delete every key of this namespace; returns how many. For tests and demo replays."""
@@ -172,6 +177,27 @@ class RealtimeAggregates:
                 continue
             raise DependencyUnavailableError(f"real-time aggregates: Redis refused the update: {errors[0]}")
         raise AssertionError("unreachable")
+
+
+class PreparedBatch:
+    """Script calls of one batch, in time order, and how to turn their replies back into features."""
+
+    def __init__(self, commands: list[list[Any]], order: list[int], kinds: list[tuple[str, bool]]) -> None:
+        self.commands = commands
+        self._order = order
+        self._kinds = kinds
+
+    def results(self, replies: Sequence[Any]) -> list[dict[str, Any]]:
+        """Features per transaction, in the order the transactions were given."""
+        errors = [r for r in replies if isinstance(r, Exception)]
+        if errors:
+            if isinstance(errors[0], redis.exceptions.NoScriptError):
+                raise errors[0]
+            raise DependencyUnavailableError(f"real-time aggregates: Redis refused the update: {errors[0]}")
+        out: list[dict[str, Any]] = [{} for _ in self._order]
+        for i, reply in zip(self._order, replies, strict=True):
+            out[i] = {name: _value(raw, is_int) for (name, is_int), raw in zip(self._kinds, reply, strict=True)}
+        return out
 
 
 def _micros(value: Any) -> int:

@@ -100,6 +100,18 @@ def test_retries_do_not_double_count(realtime: RealtimeAggregates) -> None:
     assert probe["txn_count_10m"] == 1 and probe["amount_sum_10m"] == 10.0
 
 
+def test_a_batch_can_ride_in_the_callers_pipeline(realtime: RealtimeAggregates, redis_url: str) -> None:
+    realtime.load()
+    batch = realtime.prepare([Txn.at(2, MIN, 3.0).row(), Txn.at(1, 0 * MIN, 5.0).row()])  # out of order
+    pipe = redis.Redis.from_url(redis_url).pipeline(transaction=False)
+    pipe.ping()  # the caller's own reads go in the same round trip
+    for command in batch.commands:
+        pipe.execute_command(*command)
+    replies = pipe.execute(raise_on_error=False)
+    second, first = batch.results(replies[1:])
+    assert first["txn_count_10m"] == 0 and second["txn_count_10m"] == 1  # run in time order, answered in order
+
+
 def test_an_earlier_copy_moves_the_event(realtime: RealtimeAggregates) -> None:
     realtime.record([Txn.at(1, 10 * MIN, 9.0).row()])
     realtime.record([Txn.at(1, 5 * MIN, 9.0).row()])
