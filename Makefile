@@ -9,6 +9,20 @@ DEMO_USERS ?= 5000
 DEMO_DAYS ?= 21
 DEMO_PORT ?= 8000
 READY = $(BIN)/python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$(DEMO_PORT)/ready', timeout=2)"
+# The n-th newest raw day (the newest is yesterday; replayed days stay before the newest feature snapshot).
+RAW_DAY = $$($(BIN)/python -c "import os; print(sorted(f for f in os.listdir('data/raw/transactions') if f.endswith('.parquet'))[-$(1)][:10])")
+# The demo's drift touches age (and age_group, made from it), the amount (txn_amount, amount_to_typical) and the
+# country (is_foreign_country); the monitor must flag those and nothing else.
+define MONITOR_CHECK
+import json, sys
+report = json.load(open("data/reports/monitoring/demo/report.json"))
+flagged = set(report["summary"]["drifted_features"])
+expected = {"age", "age_group", "amount", "txn_amount", "amount_to_typical", "country", "is_foreign_country"}
+if flagged != expected:
+    sys.exit(f"monitor: flagged {sorted(flagged)}, expected {sorted(expected)}")
+print(f"monitor: flagged exactly the drifted features ({', '.join(sorted(flagged))}); report in data/reports/monitoring/demo")
+endef
+export MONITOR_CHECK
 
 .PHONY: install demo test lint format redis clean bench bench-offline bench-materialize bench-serving wrk
 
@@ -60,6 +74,17 @@ demo: install redis clean
 	@$(BIN)/skewless serve --port $(DEMO_PORT) & pid=$$!; trap "kill $$pid 2>/dev/null" EXIT; \
 	for i in $$(seq 120); do $(READY) 2>/dev/null && break; sleep 1; done; \
 	$(BIN)/skewless score-sample --url http://127.0.0.1:$(DEMO_PORT) && $(BIN)/skewless worker --once
+	@echo "--- monitoring: two raw days replayed through the service, the second with drift injected ---"
+	@echo "    (older users, amounts doubled, half the payments with a placeholder country)"
+	@$(BIN)/skewless serve --port $(DEMO_PORT) & pid=$$!; trap "kill $$pid 2>/dev/null" EXIT; \
+	for i in $$(seq 120); do $(READY) 2>/dev/null && break; sleep 1; done; \
+	$(BIN)/skewless replay --url http://127.0.0.1:$(DEMO_PORT) --day $(call RAW_DAY,3) && \
+	$(BIN)/skewless replay --url http://127.0.0.1:$(DEMO_PORT) --day $(call RAW_DAY,2) \
+		--drift older-users,higher-amounts,broken-country && \
+	$(READY) && $(BIN)/skewless worker --once
+	@$(BIN)/skewless monitor --date $(call RAW_DAY,2) --against previous-window --out data/reports/monitoring/demo; \
+	rc=$$?; [ $$rc -eq 1 ] || { echo "monitor: expected alerts (exit 1), got exit $$rc" >&2; exit 1; }; \
+	$(BIN)/python -c "$$MONITOR_CHECK"
 
 bench: bench-offline bench-materialize bench-serving
 
