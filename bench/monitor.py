@@ -4,13 +4,14 @@ The day is made of real logged decisions (the worker's Parquet, from `make demo`
 resampled to ``--rows`` rows spread over the day, with fresh transaction ids, and written the way the worker
 writes them: one file per batch of 500 decisions under ``day=YYYY-MM-DD/``. Then the monitor runs ``--repeat``
 times against the version's reference profile, each in a fresh process (imports and the MLflow connection
-included), and the median wall time is printed.
+included), and the median wall time is printed, with each run's CPU time and the load average beside it.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -56,6 +57,15 @@ def synthesize(source: Path, out: Path, day: date, rows: int, seed: int = 0) -> 
     return files
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _load() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=ROOT / "data" / "predictions", help="logged decisions")
@@ -73,13 +83,14 @@ def main() -> int:
         command += ["--no-publish", "--out", str(Path(tmp) / "report")]
         walls = []
         for i in range(args.repeat):
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), _children_cpu()
             done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=os.environ.copy())
             walls.append(time.perf_counter() - started)
             if done.returncode not in (0, 1):
                 print(done.stdout, done.stderr, sep="\n", file=sys.stderr)
                 return done.returncode
-            print(f"run {i + 1}: {walls[-1]:.1f} s (exit {done.returncode})")
+            cpu = _children_cpu() - cpu_before
+            print(f"run {i + 1}: {walls[-1]:.1f} s wall, {cpu:.1f} s CPU (exit {done.returncode}; load {_load()})")
         runs = ", ".join(f"{w:.1f}" for w in walls)
         print(f"monitor over {args.rows:,} logged predictions: median {statistics.median(walls):.1f} s ({runs} s)")
     return 0
