@@ -56,3 +56,38 @@ class ServiceMetrics:
         self.decision_log_buffered = Gauge(
             "skewless_decision_log_buffered", "Decisions waiting for Redis to come back.", registry=r
         )
+        # The canary (serving/canary.py): who decided, and how the challenger is doing.
+        self.decisions = Counter(
+            "skewless_decisions",
+            "Decisions served, by the role and version of the model that decided.",
+            ["role", "model_version", "recommendation"],
+            registry=r,
+        )
+        self.model_call_seconds = Histogram(
+            "skewless_model_call_seconds",
+            "Time of one model call (score, decision, reasons) on a micro-batch, by role.",
+            ["role", "model_version"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.shadow_recommendations = Counter(
+            "skewless_shadow_recommendations",
+            "What the challenger would have answered in shadow mode (the champion decided).",
+            ["model_version", "recommendation"],
+            registry=r,
+        )
+        self.challenger_errors = Counter(
+            "skewless_challenger_errors",
+            "Challenger scoring failures; the champion answered instead.",
+            ["model_version"],
+            registry=r,
+        )
+        self.challenger_reloads = Counter(
+            "skewless_challenger_reloads", "Challenger loads, unloads and failed loads.", ["result"], registry=r
+        )
+        self.challenger_version = Gauge(
+            "skewless_challenger_version", "Version of the challenger in the canary; 0 when none.", registry=r
+        )
+        self.canary_share = Gauge(
+            "skewless_canary_share", "Share of transactions the challenger decides (shadow mode: 0).", registry=r
+        )

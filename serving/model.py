@@ -55,9 +55,12 @@ def _training_medians(pipeline: Pipeline) -> dict[str, float]:
         return {}
 
 
-def load_model(settings: Settings, client: MlflowClient, alias: str) -> ServedModel:
-    """Load ``fraud-detector@alias`` with its thresholds and feature service; warm it up once."""
-    mv = registry.model_version(client, settings.model_name, alias=alias)
+def load_model(settings: Settings, client: MlflowClient, alias: str, version: int | None = None) -> ServedModel:
+    """Load ``fraud-detector@alias`` (or the version given) with its thresholds and feature service; warm it up."""
+    if version is not None:
+        mv = registry.model_version(client, settings.model_name, version)
+    else:
+        mv = registry.model_version(client, settings.model_name, alias=alias)
     tags = mv.tags
     missing = [t for t in ("feature_service", "threshold_block", "threshold_review") if t not in tags]
     if missing:
@@ -87,10 +90,15 @@ class ModelHolder:
         self,
         settings: Settings,
         on_reload: Callable[[int | None, int, str], None] | None = None,
+        loaded_elsewhere: Callable[[int], ServedModel | None] | None = None,
     ) -> None:
         self._settings = settings
         self._on_reload = on_reload
         self._current: ServedModel | None = None
+        # Models already in memory, swapped in without loading: the one served before (a rollback) and, through
+        # ``loaded_elsewhere``, the canary's challenger (a promotion).
+        self._previous: ServedModel | None = None
+        self._loaded_elsewhere = loaded_elsewhere
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -109,7 +117,10 @@ class ModelHolder:
                 if self._current is not None and int(mv.version) == self._current.version:
                     self.last_error = None
                     return False
-                model = load_model(self._settings, client, self._settings.model_alias)
+                version = int(mv.version)
+                model = self._in_memory(version) or load_model(
+                    self._settings, client, self._settings.model_alias, version
+                )
             except SkewlessError as exc:
                 self.last_error = str(exc)
                 raise
@@ -117,12 +128,20 @@ class ModelHolder:
                 self.last_error = f"model registry: {exc}"
                 raise DependencyUnavailableError(self.last_error) from exc
             previous = self._current.version if self._current else None
+            self._previous = self._current
             self._current = model
             self.last_error = None
         log.info("serving %s v%s (was v%s)", self._settings.model_name, model.version, previous)
         if self._on_reload:
             self._on_reload(previous, model.version, "ok")
         return True
+
+    def _in_memory(self, version: int) -> ServedModel | None:
+        elsewhere = self._loaded_elsewhere(version) if self._loaded_elsewhere else None
+        for model in (self._previous, elsewhere):
+            if model is not None and model.version == version:
+                return model
+        return None
 
     def start_polling(self) -> None:
         self._thread = threading.Thread(target=self._poll, name="model-poller", daemon=True)

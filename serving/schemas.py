@@ -70,6 +70,9 @@ class ScoreResponse(BaseModel):
     risk_score: float | None = Field(description="Probability of fraud, 0-1; null when a fail policy answered.")
     recommendation: Recommendation
     model_version: int | None
+    model_role: Literal["champion", "challenger"] | None = Field(
+        default=None, description="Which model decided: the champion, or the challenger in a canary."
+    )
     reasons: list[str] = Field(description="For block/review: what pushed the score up most, in words.")
     missing_features: list[str] = Field(description="Features with no stored value; scored as unknown.")
     stale_features: list[str] = Field(description="Features older than their view's TTL; scored as unknown.")
@@ -86,3 +89,4 @@ class Readiness(BaseModel):
     redis: str
     model: str
     model_version: int | None
+    challenger: str = Field(default="none", description="The canary's challenger, if any; never affects readiness.")

@@ -35,6 +35,14 @@ class Decision:
     stale_features: list[str]
     unknown_entities: list[str]
     features: dict[str, Any] = field(default_factory=dict)
+    # Set by the canary (serving/canary.py): which model decided, its model-call time, what the challenger did.
+    role: str = "champion"
+    model_ms: float | None = None
+    challenger_error: str | None = None
+    shadow_version: int | None = None
+    shadow_score: float | None = None
+    shadow_recommendation: str | None = None
+    shadow_model_ms: float | None = None
 
 
 Columns = dict[str, Any]  # feature or request field -> values (list or array), one per transaction in the batch
@@ -82,9 +90,15 @@ class Scorer:
             columns.update(_on_demand(view, columns))
         return columns, stored
 
-    def score(self, transactions: list[dict[str, Any]]) -> list[Decision]:
-        model = self.model()
+    def score(self, transactions: list[dict[str, Any]], model: ServedModel | None = None) -> list[Decision]:
+        model = model or self.model()
         columns, stored = self.features(transactions, model)
+        return self.decisions(transactions, columns, stored, model)
+
+    def decisions(
+        self, transactions: list[dict[str, Any]], columns: Columns, stored: list[EntityFeatures], model: ServedModel
+    ) -> list[Decision]:
+        """``model``'s decisions on features already read (``features``); the canary scores two models on one read."""
         n = len(transactions)
         scores = model.probability(columns, n)
         actions = decide(scores, model.thresholds)
