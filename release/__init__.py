@@ -1,0 +1,1 @@
+"""Release: the canary's verdict, promotion and rollback in the registry, and unattended retraining."""
