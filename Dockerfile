@@ -19,6 +19,7 @@ COPY feature_repo ./feature_repo
 COPY training ./training
 COPY serving ./serving
 COPY validation ./validation
+COPY release ./release
 RUN pip install . \
     && useradd --create-home --uid 10001 skewless \
     && mkdir -p /app/data \

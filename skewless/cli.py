@@ -25,6 +25,7 @@ STAGE_COMMANDS = (
     "serving.cli",
     "monitoring.cli",
     "monitoring.skew",
+    "release.cli",
 )
 
 
