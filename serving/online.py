@@ -23,6 +23,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from feature_repo.windows import is_windowed
 from skewless.errors import DependencyUnavailableError
 
 # HMGET of the same fields from many hashes in one command: one call per entity type per batch, however large.
@@ -56,6 +57,19 @@ class EntityFeatures:
     ages_seconds: dict[str, float]
 
 
+@dataclass(frozen=True)
+class PreparedRead:
+    """A batch's read commands; ``results(replies)`` turns the pipeline's replies to them into features."""
+
+    reader: OnlineFeatures
+    rows: list[dict[str, Any]]
+    by_key: dict[str, list[Any]]
+    commands: list[tuple[Any, ...]]
+
+    def results(self, replies: list[Any], now: datetime | None = None) -> list[EntityFeatures]:
+        return self.reader.results(self.rows, self.by_key, replies, now)
+
+
 class OnlineFeatures:
     """Reads the batch features of ``service`` for many transactions at once."""
 
@@ -63,10 +77,11 @@ class OnlineFeatures:
         self._project = store.project
         self._version = store.config.entity_key_serialization_version
         self._client = client
-        on_demand = {v.name for v in store.list_on_demand_feature_views()}
+        computed = {v.name for v in store.list_on_demand_feature_views()}
+        computed |= {v.name for v in store.list_stream_feature_views() if is_windowed(v)}  # scored in real time
         self._reads: list[_ViewRead] = []
         for projection in service.feature_view_projections:
-            if projection.name in on_demand:
+            if projection.name in computed:
                 continue
             view = store.get_feature_view(projection.name)
             join_key = view.entity_columns[0].name
@@ -117,13 +132,50 @@ class OnlineFeatures:
         return parts[0] + struct.pack("<q", int(value)) + parts[1]
 
     def read(self, rows: list[dict[str, Any]], now: datetime | None = None) -> list[EntityFeatures]:
-        """Stored features for each row (a dict holding the join keys), in the rows' order."""
-        now_s = (now or datetime.now(UTC)).timestamp()
-        by_key = {k: list(dict.fromkeys(row[k] for row in rows)) for k in self._by_key}
+        """Stored features for each row (a dict holding the join keys), in the rows' order; one round trip."""
+        prepared = self.prepare(rows)
+        for attempt in (1, 2):
+            try:
+                pipe = self._client.pipeline(transaction=False)
+                for command in prepared.commands:
+                    pipe.execute_command(*command)
+                replies = pipe.execute()
+                return prepared.results(replies, now)
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise DependencyUnavailableError("online store (Redis) keeps refusing the read script") from None
+                self.load()
+            except redis.RedisError as exc:
+                raise DependencyUnavailableError(f"online store (Redis) unavailable: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def load(self) -> None:
+        """Load the read script into Redis (a restarted or flushed Redis forgets scripts)."""
         try:
-            groups = self._hmget_all(by_key)
+            self._client.script_load(_HMGET_MANY)
         except redis.RedisError as exc:
             raise DependencyUnavailableError(f"online store (Redis) unavailable: {exc}") from exc
+
+    def prepare(self, rows: list[dict[str, Any]]) -> PreparedRead:
+        """The batch's read commands, for a caller that sends them in a pipeline of its own: one EVALSHA per
+        entity type over the batch's distinct entities. (redis-py's Script objects would check that the script
+        exists before every pipeline, a second round trip; a ``NoScriptError`` reply means ``load()`` and retry.)"""
+        by_key = {k: list(dict.fromkeys(row[k] for row in rows)) for k in self._by_key}
+        commands = []
+        for join_key, values in by_key.items():
+            keys = [self.key(join_key, v) for v in values]
+            commands.append(("EVALSHA", self._script_sha, len(keys), *keys, *self._fields[join_key]))
+        return PreparedRead(self, rows, by_key, commands)
+
+    def results(
+        self, rows: list[dict[str, Any]], by_key: dict[str, list[Any]], groups: list[Any], now: datetime | None
+    ) -> list[EntityFeatures]:
+        for group in groups:
+            if isinstance(group, redis.exceptions.NoScriptError):
+                raise group
+            if isinstance(group, Exception):
+                raise DependencyUnavailableError(f"online store (Redis) refused the read: {group}")
+        now_s = (now or datetime.now(UTC)).timestamp()
         replies = {
             (join_key, value): raw
             for (join_key, values), group in zip(by_key.items(), groups, strict=True)
@@ -160,22 +212,6 @@ class OnlineFeatures:
                             missing.append(name)
             results.append(EntityFeatures(values, missing, stale, unknown, ages))
         return results
-
-    def _hmget_all(self, by_key: dict[str, list[Any]]) -> list[list[list[bytes | None]]]:
-        """One EVALSHA per entity type, pipelined: a single round trip. (redis-py's Script objects check that the
-        script exists before every pipeline, a second round trip; here a missing script is loaded on demand.)"""
-        for attempt in (1, 2):
-            pipe = self._client.pipeline(transaction=False)
-            for join_key, values in by_key.items():
-                keys = [self.key(join_key, v) for v in values]
-                pipe.evalsha(self._script_sha, len(keys), *keys, *self._fields[join_key])
-            try:
-                return pipe.execute()  # type: ignore[no-any-return]
-            except redis.exceptions.NoScriptError:
-                if attempt == 2:
-                    raise
-                self._client.script_load(_HMGET_MANY)  # a restarted or flushed Redis forgets scripts
-        raise AssertionError("unreachable")
 
     def _decode_views(
         self, join_key: str, raw: list[bytes | None]

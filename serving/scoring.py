@@ -19,6 +19,7 @@ from feast import FeatureStore
 
 from serving.model import ModelHolder, ServedModel
 from serving.online import EntityFeatures, OnlineFeatures
+from serving.realtime import RealtimeAggregates
 from skewless.errors import DependencyUnavailableError
 from skewless.store import feature_service
 from training.evaluate import decide
@@ -48,6 +49,14 @@ class Decision:
 Columns = dict[str, Any]  # feature or request field -> values (list or array), one per transaction in the batch
 
 
+@dataclass(frozen=True)
+class _ServiceParts:
+    online: OnlineFeatures  # stored features (batch views) from Feast's Redis layout
+    realtime: RealtimeAggregates  # windowed views, computed and recorded at score time (none: no views)
+    on_demand: list[Any]  # on-demand views, run on the request and the two above
+    descriptions: dict[str, str]  # for the reasons
+
+
 class Scorer:
     """Turns transactions (dicts of the request's fields) into decisions with the current model."""
 
@@ -56,20 +65,22 @@ class Scorer:
         self._client = client
         self._models = models
         self._reasons_count = reasons_count
-        self._by_service: dict[str, tuple[OnlineFeatures, list[Any], dict[str, str]]] = {}
+        self._by_service: dict[str, _ServiceParts] = {}
 
-    def _service_parts(self, name: str) -> tuple[OnlineFeatures, list[Any], dict[str, str]]:
-        """Online reader, on-demand views and feature descriptions of a service, worked out once per service."""
+    def _service_parts(self, name: str) -> _ServiceParts:
+        """Readers, on-demand views and feature descriptions of a service, worked out once per service."""
         if name not in self._by_service:
             service = feature_service(self._store, name)
             on_demand = {v.name: v for v in self._store.list_on_demand_feature_views()}
             views = [on_demand[p.name] for p in service.feature_view_projections if p.name in on_demand]
+            realtime = RealtimeAggregates.for_service(self._client, self._store, service)
             descriptions = {}
             for projection in service.feature_view_projections:
-                if projection.name not in on_demand:
+                if projection.name not in on_demand and projection.name not in realtime.views:
                     for f in self._store.get_feature_view(projection.name).features:
                         descriptions[f.name] = f.description
-            self._by_service[name] = (OnlineFeatures(self._store, service, self._client), views, descriptions)
+            online = OnlineFeatures(self._store, service, self._client)
+            self._by_service[name] = _ServiceParts(online, realtime, views, descriptions)
         return self._by_service[name]
 
     def model(self) -> ServedModel:
@@ -80,15 +91,46 @@ class Scorer:
         return model
 
     def features(self, transactions: list[dict[str, Any]], model: ServedModel) -> tuple[Columns, list[EntityFeatures]]:
-        """The model's inputs as columns (name -> array, one entry per transaction), plus what was missing."""
-        online, on_demand_views, _ = self._service_parts(model.feature_service)
-        stored = online.read(transactions, now=datetime.now(UTC))
+        """The model's inputs as columns (name -> array, one entry per transaction), plus what was missing.
+
+        Stored features and real-time aggregates (which also records the transactions) come from Redis in one
+        pipelined round trip; on-demand features are computed from them and the request."""
+        parts = self._service_parts(model.feature_service)
+        stored, windowed = self._fetch(parts, transactions)
         columns: Columns = {name: [row[name] for row in transactions] for name in transactions[0]}
-        for name in online.feature_names:
+        for name in parts.online.feature_names:
             columns[name] = [s.values[name] for s in stored]
-        for view in on_demand_views:
+        for name in parts.realtime.feature_names:
+            columns[name] = [w[name] for w in windowed]
+        for view in parts.on_demand:
             columns.update(_on_demand(view, columns))
         return columns, stored
+
+    def _fetch(
+        self, parts: _ServiceParts, transactions: list[dict[str, Any]]
+    ) -> tuple[list[EntityFeatures], list[dict[str, Any]]]:
+        read = parts.online.prepare(transactions)
+        record = parts.realtime.prepare(transactions) if parts.realtime.views else None
+        commands = read.commands + (record.commands if record else [])
+        for attempt in (1, 2):
+            try:
+                pipe = self._client.pipeline(transaction=False)
+                for command in commands:
+                    pipe.execute_command(*command)
+                replies = pipe.execute(raise_on_error=False)
+            except redis.RedisError as exc:
+                raise DependencyUnavailableError(f"online store (Redis) unavailable: {exc}") from exc
+            if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+                # Redis restarted or flushed its scripts: load them and send again (recording is idempotent).
+                parts.online.load()
+                if record:
+                    parts.realtime.load()
+                continue
+            n = len(read.commands)
+            stored = read.results(replies[:n], datetime.now(UTC))
+            windowed = record.results(replies[n:]) if record else [{} for _ in transactions]
+            return stored, windowed
+        raise AssertionError("unreachable")
 
     def score(self, transactions: list[dict[str, Any]], model: ServedModel | None = None) -> list[Decision]:
         model = model or self.model()
@@ -133,7 +175,7 @@ class Scorer:
         names = [n for n in model.features if n in model.medians]
         if not len(flagged) or not names or self._reasons_count == 0:
             return out
-        _, _, descriptions = self._service_parts(model.feature_service)
+        descriptions = self._service_parts(model.feature_service).descriptions
         rows = {name: [columns[name][i] for i in flagged] for name in model.features}
         variants = {
             name: [
