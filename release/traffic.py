@@ -17,11 +17,12 @@ from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
 
+from data import schemas
 from data.files import day_file, list_days
 from skewless.errors import DependencyUnavailableError, MissingDataError
 from skewless.settings import Settings
 
-FIELDS = ("txn_id", "user_id", "device_id", "merchant_id", "amount", "currency", "country", "channel")
+FIELDS = [f.name for f in schemas.TRANSACTIONS if f.name != "event_timestamp"]  # replaced by "timestamp": now
 
 
 def recent_transactions(settings: Settings, n: int) -> list[dict]:
@@ -31,7 +32,7 @@ def recent_transactions(settings: Settings, n: int) -> list[dict]:
         raise MissingDataError(f"{folder}: no raw transactions to replay; run `skewless generate`")
     rows: list[dict] = []
     for day in reversed(days):
-        table = pq.read_table(day_file(folder, day), columns=list(FIELDS))
+        table = pq.read_table(day_file(folder, day), columns=FIELDS)
         rows = table.to_pylist() + rows
         if len(rows) >= n:
             break
