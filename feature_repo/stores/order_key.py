@@ -239,12 +239,12 @@ def _footer_range(path: Path, column: str, integers: bool = False) -> tuple[int,
             return None
         index = names.index(column)
         logical = json.loads(schema.column(index).logical_type.to_json())
+        physical: tuple[str, ...] = ("INT64",)
         if integers:
             unit = "integer" if logical.get("Type") == "None" or logical.get("isSigned") is True else None
             physical = ("INT32", "INT64")
         else:
             unit = logical.get("timeUnit") if logical.get("Type") == "Timestamp" else None
-            physical = ("INT64",)
         if unit not in (*_PER_MICRO, "nanoseconds", "integer"):
             return None
         for group in range(metadata.num_row_groups):

@@ -8,16 +8,18 @@ only what is missing or newer. As in stock, the read and the write are not one a
 
 Stock builds two commands per row from Python objects and sends a whole materialization as one pipeline. Here
 a batch arrives encoded as Arrow columns (``redis_format``) and becomes one buffer of ``HSET`` (and ``EXPIRE``)
-commands (``redis_commands``). One ``EXISTS`` over the batch's keys tells whether any of them is there at all, so
-a first load skips the per-key read; otherwise stored timestamps are read a chunk per Lua call and compared here.
-The winning rows go out in pipelined chunks whose replies hiredis parses in bulk. Plain ``HSET`` costs Redis about
-a third of the same write issued from a Lua script, and Redis is what a load waits for. A single worker thread
-owns the connection and writes one batch while the next is encoded; at most one batch waits for it, so memory
-stays bounded.
+commands (``redis_commands``). ``EXISTS`` over the batch's keys (one command per chunk, built the same way) tells
+whether any of them is there at all, so a first load skips the per-key read; otherwise stored timestamps are read
+a chunk per Lua call and compared here. The winning rows go out in pipelined chunks whose replies hiredis parses
+in bulk. Plain ``HSET`` costs Redis about a third of the same write issued from a Lua script, and Redis is what a
+load waits for. A single worker thread owns the connection and writes the batches in order while the next ones
+are encoded; at most ``BATCHES_IN_FLIGHT`` wait for it, so memory stays bounded and Redis keeps working while
+DuckDB sorts the next part of the source.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -43,6 +45,7 @@ return out
 """
 
 CHUNK_ROWS = 5_000  # rows per round trip: big enough to amortize it, small enough to keep Redis responsive
+BATCHES_IN_FLIGHT = 4  # encoded batches waiting for the writer thread (a 50k-row batch is about 15 MB)
 
 
 def open_writer(
@@ -94,7 +97,7 @@ class ArrowRowWriter:
         self._progress = progress
         self._read = client.register_script(_READ_TIMESTAMPS)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-writer")
-        self._pending: Future[int] | None = None
+        self._pending: deque[Future[int]] = deque()
         self.rows_written = 0
 
     def __enter__(self) -> ArrowRowWriter:
@@ -108,7 +111,7 @@ class ArrowRowWriter:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
     def write(self, batch: pa.RecordBatch) -> None:
-        """Encode ``batch`` now; send it once the previous batch has gone out."""
+        """Encode ``batch`` now; it is sent after the batches before it, and this waits while too many are queued."""
         if batch.num_rows == 0:
             return
         keys = redis_format.entity_keys(batch, self._join_keys, self._project)
@@ -116,29 +119,29 @@ class ArrowRowWriter:
         values = [redis_format.feature_values(batch.column(name), kind) for name, kind in self._features]
         hsets = redis_commands.hset_commands(keys, self._fields, [stamps, *values])
         expires = redis_commands.expire_commands(keys, self._ttl) if self._ttl else None
-        key_list = None if self._skip_dedup else keys.to_pylist()
-        self.flush()
-        self._pending = self._pool.submit(self._send, batch.num_rows, key_list, nanos, hsets, expires)
+        while len(self._pending) >= BATCHES_IN_FLIGHT:
+            self.rows_written += self._pending.popleft().result()
+        dedup_keys = None if self._skip_dedup else keys
+        self._pending.append(self._pool.submit(self._send, batch.num_rows, dedup_keys, nanos, hsets, expires))
 
     def flush(self) -> None:
-        """Wait for the batch in flight; raises what it raised."""
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            self.rows_written += pending.result()
+        """Wait for the batches in flight; raises what the first failing one raised."""
+        while self._pending:
+            self.rows_written += self._pending.popleft().result()
 
     def _send(
         self,
         count: int,
-        keys: list[bytes] | None,
+        keys: pa.BinaryArray | None,
         nanos: np.ndarray,
         hsets: pa.BinaryArray,
         expires: pa.BinaryArray | None,
     ) -> int:
         """Write the winning rows of one batch and return how many there were. Chunks are pipelined one deep:
         the next chunk's bytes are cut while Redis runs the previous one."""
-        rows = range(count) if keys is None else self._winners(keys, nanos)
         pending = 0
         with self._connection() as connection:
+            rows = range(count) if keys is None else self._winners(connection, keys, nanos)
             for start in range(0, len(rows), CHUNK_ROWS):
                 chunk = rows[start : start + CHUNK_ROWS]
                 payload = [redis_commands.wire_bytes(hsets, chunk)]
@@ -154,17 +157,21 @@ class ArrowRowWriter:
             self._progress(count)
         return len(rows)
 
-    def _winners(self, keys: list[bytes], nanos: np.ndarray) -> range | np.ndarray:
-        """Rows whose event time is later than what Redis holds, compared as Feast compares. One ``EXISTS``
-        over the batch settles a first load; otherwise stored timestamps are read a chunk per Lua call."""
-        with self._client.pipeline(transaction=False) as pipe:
-            for start in range(0, len(keys), CHUNK_ROWS):  # a command per chunk: other clients get served between
-                pipe.exists(*keys[start : start + CHUNK_ROWS])
-            if not any(pipe.execute()):
-                return range(len(keys))
-        latest = np.zeros(len(keys), dtype=np.int64)
-        for start in range(0, len(keys), CHUNK_ROWS):
-            held = self._read(keys=keys[start : start + CHUNK_ROWS], args=[self._fields[0]])
+    def _winners(self, connection: Connection, keys: pa.BinaryArray, nanos: np.ndarray) -> range | np.ndarray:
+        """Rows whose event time is later than what Redis holds, compared as Feast compares. ``EXISTS`` over
+        the batch settles a first load; otherwise stored timestamps are read a chunk per Lua call."""
+        arguments = redis_commands.bulk_strings(keys)
+        chunks = [range(start, min(start + CHUNK_ROWS, len(keys))) for start in range(0, len(keys), CHUNK_ROWS)]
+        # a command per chunk, pipelined: other clients get served between them
+        connection.send_packed_command(
+            [piece for c in chunks for piece in redis_commands.command(b"EXISTS", arguments, c)]
+        )
+        if not any(_read_replies(connection, len(chunks))):
+            return range(len(keys))
+        key_list = keys.to_pylist()
+        latest = np.zeros(len(key_list), dtype=np.int64)
+        for start in range(0, len(key_list), CHUNK_ROWS):
+            held = self._read(keys=key_list[start : start + CHUNK_ROWS], args=[self._fields[0]])
             for i, raw in enumerate(held, start):
                 if raw:
                     stored = Timestamp.FromString(raw)
@@ -186,8 +193,8 @@ class ArrowRowWriter:
             pool.release(connection)
 
 
-def _read_replies(connection: Connection, count: int) -> None:
-    """Read ``count`` replies, raising the first error reply.
+def _read_replies(connection: Connection, count: int) -> list[object]:
+    """Read ``count`` replies and return them, raising the first error reply.
 
     redis-py parses one reply per Python call (about 2 µs each, more than Redis spends on the HSET), so the
     replies are parsed in bulk by hiredis straight from the connection's socket. Only this writer uses the
@@ -196,16 +203,16 @@ def _read_replies(connection: Connection, count: int) -> None:
     """
     sock = getattr(connection, "_sock", None)
     if sock is None:
-        for _ in range(count):
-            connection.read_response()
-        return
+        return [connection.read_response() for _ in range(count)]
     reader = hiredis.Reader()
-    while count:
+    replies: list[object] = []
+    while len(replies) < count:
         data = sock.recv(1 << 16)
         if not data:
             raise ConnectionError("Redis closed the connection while replies were pending")
         reader.feed(data)
-        while count and (reply := reader.gets()) is not False:
+        while len(replies) < count and (reply := reader.gets()) is not False:
             if isinstance(reply, hiredis.ReplyError):
                 raise ResponseError(str(reply))
-            count -= 1
+            replies.append(reply)
+    return replies

@@ -40,3 +40,17 @@ def test_expire_commands_are_hiredis_bytes() -> None:
     commands = redis_commands.expire_commands(KEYS, 3600)
     want = b"".join(hiredis.pack_command((b"EXPIRE", k, 3600)) for k in KEYS.to_pylist())
     assert bytes(redis_commands.wire_bytes(commands, range(500))) == want
+
+
+def test_long_values_get_their_length_formatted() -> None:
+    """Headers of values past the header table's limit are formatted, not looked up."""
+    values = [pa.array([b"a" * 70_000, b"", b"xyz"], pa.binary()) for _ in FIELDS]
+    keys = pa.array([b"k1", b"k2", b"k\r\n3"], pa.binary())
+    commands = redis_commands.hset_commands(keys, FIELDS, values)
+    want = b"".join(
+        hiredis.pack_command(
+            (b"HSET", keys[i].as_py(), *[x for f, v in zip(FIELDS, values, strict=True) for x in (f, v[i].as_py())])
+        )
+        for i in range(3)
+    )
+    assert bytes(redis_commands.wire_bytes(commands, range(3))) == want
