@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from skewless.cli_types import day, register_command
+from skewless.errors import BadInputError
 from skewless.settings import Settings
 
 if TYPE_CHECKING:
@@ -128,7 +129,19 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from monitoring.replay import DRIFTS, parse_drifts, replay
 
     drifts = parse_drifts(args.drift)
-    count, decisions = replay(settings, args.url, args.day, drifts, args.batch)
+    if args.reset_realtime:
+        from monitoring.replay import reset_realtime
+
+        print(f"real-time aggregates: {reset_realtime(settings):,} keys of state removed")
+    if args.warm_only:
+        from monitoring.replay import warm_realtime
+
+        if drifts:
+            raise BadInputError("--warm-only records the day as it was; it takes no --drift")
+        print(f"real-time aggregates: {warm_realtime(settings, args.day):,} payments of {args.day} recorded")
+        return 0
+    batch = None if args.one_by_one else args.batch
+    count, decisions = replay(settings, args.url, args.day, drifts, batch)
     injected = "; ".join(f"{d}: {DRIFTS[d]}" for d in drifts) or "none"
     summary = ", ".join(f"{decisions[k]:,} {k}" for k in ("approve", "review", "block"))
     print(f"replayed {count:,} payments of {args.day} through {args.url} (drift: {injected}): {summary}")
@@ -161,3 +174,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--drift", default=None, help="comma-separated: older-users, higher-amounts, broken-country")
     rep.add_argument("--url", default="http://127.0.0.1:8000", help="where the service listens")
     rep.add_argument("--batch", type=int, default=100, help="transactions per /score/batch request")
+    rep.add_argument(
+        "--one-by-one", action="store_true", help="send each payment to /score on its own, in time order, as live"
+    )
+    rep.add_argument(
+        "--warm-only",
+        action="store_true",
+        help="only record the day in the real-time aggregates' state (no scoring, no decisions): warms the windows",
+    )
+    rep.add_argument(
+        "--reset-realtime",
+        action="store_true",
+        help="forget the real-time aggregates' state first (a replay re-sends ids the state may already hold)",
+    )

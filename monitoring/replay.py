@@ -120,10 +120,77 @@ def send(url: str, transactions: list[dict], batch: int) -> Counter[str]:
     return counts
 
 
-def replay(settings: Settings, url: str, day: date, drifts: Sequence[str], batch: int = 100) -> tuple[int, Counter]:
-    if not 1 <= batch <= settings.max_batch_size:
+def send_one_by_one(url: str, transactions: list[dict]) -> Counter[str]:
+    """POST each transaction to ``/score`` on its own, waiting for each answer: the order a live stream has."""
+    counts: Counter[str] = Counter()
+    endpoint = url.rstrip("/") + "/score"
+    for i, txn in enumerate(transactions):
+        request = urllib.request.Request(
+            endpoint, data=json.dumps(txn).encode(), headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                counts[json.loads(reply.read())["recommendation"]] += 1
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:500]
+            error = BadInputError if 400 <= exc.code < 500 else DependencyUnavailableError
+            raise error(f"{endpoint} answered {exc.code} for transaction {i} ({txn['txn_id']}): {detail}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise DependencyUnavailableError(f"scoring service at {url} did not answer: {exc}") from exc
+    return counts
+
+
+def reset_realtime(settings: Settings) -> int:
+    """Delete the project's real-time aggregate state (every windowed view's); returns the keys removed."""
+    import redis
+
+    from serving.realtime import RealtimeAggregates
+    from skewless.store import open_store
+
+    store = open_store(settings.repo_root)
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+    try:
+        return RealtimeAggregates.for_service(client, store, settings.feature_service).reset()
+    finally:
+        client.close()
+
+
+def warm_realtime(settings: Settings, day: date, chunk: int = 1_000) -> int:
+    """Record a raw day's transactions in the real-time aggregates' state, in time order, without scoring them.
+
+    What an operator runs before serving a model with windowed features (or before a replay): the windows of the
+    first payments scored then hold the day before them, as offline they do. Idempotent (by txn_id)."""
+    import redis
+
+    from serving.realtime import RealtimeAggregates
+    from skewless.store import open_store
+
+    frame = replay_frame(settings, day, [])
+    store = open_store(settings.repo_root)
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+    try:
+        aggregates = RealtimeAggregates.for_service(client, store, settings.feature_service)
+        if not aggregates.views:
+            raise BadInputError(f"feature service {settings.feature_service} has no windowed views to warm")
+        rows = frame.to_dict("records")
+        for row in rows:
+            row["event_timestamp"] = pd.Timestamp(row["event_timestamp"]).tz_convert(UTC).to_pydatetime()
+        for i in range(0, len(rows), chunk):
+            aggregates.record(rows[i : i + chunk])
+        return len(rows)
+    finally:
+        client.close()
+
+
+def replay(
+    settings: Settings, url: str, day: date, drifts: Sequence[str], batch: int | None = 100
+) -> tuple[int, Counter]:
+    """Replay the day in time order: in ``/score/batch`` requests of ``batch``, or one ``/score`` each (None)."""
+    if batch is not None and not 1 <= batch <= settings.max_batch_size:
         raise BadInputError(f"--batch {batch}: expected 1 to {settings.max_batch_size} (SKEWLESS_MAX_BATCH_SIZE)")
     if day > datetime.now(UTC).date():
         raise BadInputError(f"--day {day} is in the future; the service refuses transactions from the future")
     transactions = as_requests(replay_frame(settings, day, drifts))
+    if batch is None:
+        return len(transactions), send_one_by_one(url, transactions)
     return len(transactions), send(url, transactions, batch)
