@@ -18,7 +18,7 @@ class Settings(BaseSettings):
         default="redis://localhost:6379",
         validation_alias=AliasChoices("REDIS_URL", "SKEWLESS_REDIS_URL"),
     )
-    feature_service: str = "fraud_model_v1"
+    feature_service: str = "fraud_model_v2"
 
     # MLflow: embedded SQLite under data/ unless MLFLOW_TRACKING_URI says otherwise (e.g. postgresql://...).
     mlflow_tracking_uri: str | None = Field(

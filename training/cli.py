@@ -96,7 +96,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     train = register_command(
         sub, "train", "train on labelled transactions, register the better model @candidate", _train
     )
-    train.add_argument("--feature-service", default=None, help="feature service (default: fraud_model_v1)")
+    train.add_argument(
+        "--feature-service", default=None, help="feature service (default: SKEWLESS_FEATURE_SERVICE, fraud_model_v2)"
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
         "--shuffle-labels", action="store_true", help="train on permuted labels: a deliberately bad model for drills"

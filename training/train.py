@@ -14,6 +14,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from threadpoolctl import threadpool_limits
 
+from feature_repo.windows import service_windows
 from monitoring.reference import log_reference_profile
 from skewless.errors import BadInputError, ValidationFailedError
 from skewless.settings import Settings
@@ -95,7 +96,8 @@ def _train(settings: Settings, service_name: str | None, seed: int, shuffle_labe
     check_label_set(entities, settings)
     training = build_training_frame(store, service_name, entities)
     on_demand = {p.name for p in service.feature_view_projections if _is_on_demand(store, p.name)}
-    batch_features = [f.name for p in service.feature_view_projections if p.name not in on_demand for f in p.features]
+    computed = set(on_demand) | {w.name for w in service_windows(store, service)}  # never "missing" when empty
+    batch_features = [f.name for p in service.feature_view_projections if p.name not in computed for f in p.features]
     check_features_found(training, batch_features)
     gate = _validate_training_set(settings, training)
 

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from feature_repo.windows import service_windows
 from serving.app import create_app
 from skewless.store import feature_service, open_store
 from tests.serving.conftest import ServedRepo
@@ -74,9 +75,14 @@ def test_served_features_and_scores_equal_feast_and_the_model_offline(
          "event_timestamp": pd.Timestamp(t["timestamp"])}
         for t in transactions
     ]  # fmt: skip
-    feast_online = store.get_online_features(
-        features=feature_service(store, "fraud_model_v1"), entity_rows=rows
-    ).to_df()
+    service = feature_service(store, served_repo.settings.feature_service)
+    feast_online = store.get_online_features(features=service, entity_rows=rows).to_df()
+    # Windowed features are computed at score time, not held by Feast's online store: they are checked against
+    # get_historical_features by the skew test; here they come from the decisions.
+    windowed = {f.name for w in service_windows(store, service) for f in w.features}
+    assert windowed, "the default feature service has real-time features"
+    for name in windowed:
+        feast_online[name] = [d.features[name] for d in decisions]
     model = mlflow.sklearn.load_model(f"models:/{served_repo.settings.model_name}/{served_repo.champion}")
     offline = model.predict_proba(feast_online[list(model.feature_names_in_)])[:, 1]
     for i, (reply, decision) in enumerate(zip(replies, decisions, strict=True)):

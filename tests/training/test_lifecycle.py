@@ -45,7 +45,7 @@ def test_full_lifecycle_and_gates(training_repo: TrainingRepo) -> None:
     assert int(mv.version) == good.version
     for key in LINEAGE:
         assert mv.tags.get(key), f"lineage tag {key} missing"
-    assert mv.tags["feature_service"] == "fraud_model_v1"
+    assert mv.tags["feature_service"] == training_repo.settings.feature_service
     assert float(mv.tags["threshold_block"]) >= float(mv.tags["threshold_review"])
     assert set(good.comparison) == {"hist_gradient_boosting", "logistic_regression"}
     assert {a.path for a in client.list_artifacts(good.run_id, "plots")} == {
