@@ -58,6 +58,8 @@ class Service:
             self.metrics.recommendations.labels(d.recommendation, version).inc()
             for name in d.missing_features + d.stale_features:
                 self.metrics.missing_features.labels(name).inc()
+            for view, age in d.feature_ages.items():
+                self.metrics.feature_age.labels(view).observe(age)
         self.decisions.append(decisions, transactions, elapsed)
         self.metrics.decision_log_buffered.set(self.decisions.buffered)
         return decisions

@@ -68,6 +68,7 @@ class DecisionLog:
             decisions, transactions, latency_s, logged_at = self._handed.popleft()
             for decision, txn in zip(decisions, transactions, strict=True):
                 record = dict(decision.__dict__)  # shallow: asdict's deep copy of the vector costs more than the JSON
+                record.pop("feature_ages", None)  # a metric (skewless_online_feature_age_seconds), not a log field
                 record.update(
                     {
                         "user_id": txn["user_id"],

@@ -36,6 +36,7 @@ class Decision:
     stale_features: list[str]
     unknown_entities: list[str]
     features: dict[str, Any] = field(default_factory=dict)
+    feature_ages: dict[str, float] = field(default_factory=dict)  # seconds since each stored view's row was written
     # Set by the canary (serving/canary.py): which model decided, its model-call time, what the challenger did.
     role: str = "champion"
     model_ms: float | None = None
@@ -157,6 +158,7 @@ class Scorer:
                 missing_features=stored[i].missing,
                 stale_features=stored[i].stale,
                 unknown_entities=stored[i].unknown_entities,
+                feature_ages=stored[i].ages_seconds,
                 features=vectors[i],
             )
             for i, txn in enumerate(transactions)

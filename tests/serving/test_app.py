@@ -157,6 +157,8 @@ def test_health_ready_metrics_and_docs(client: TestClient) -> None:
         "skewless_model_version",
     ):
         assert name in text
+    # Scored transactions (earlier tests in this module) recorded how old their stored features were.
+    assert 'skewless_online_feature_age_seconds_count{feature_view="user_profile"}' in text
     assert client.get("/docs").status_code == 200
 
 
