@@ -85,6 +85,19 @@ demo: install redis clean
 	@$(BIN)/skewless monitor --date $(call RAW_DAY,2) --against previous-window --out data/reports/monitoring/demo; \
 	rc=$$?; [ $$rc -eq 1 ] || { echo "monitor: expected alerts (exit 1), got exit $$rc" >&2; exit 1; }; \
 	$(BIN)/python -c "$$MONITOR_CHECK"
+	@echo "--- release: a retrain promoted by its canary, then a deliberately bad challenger rolled back by it ---"
+	@set -eo pipefail; SKEWLESS_CANARY_SHARE=0.5 $(BIN)/skewless serve --port $(DEMO_PORT) & pid=$$!; \
+	trap "kill $$pid 2>/dev/null" EXIT; for i in $$(seq 120); do $(READY) 2>/dev/null && break; sleep 1; done; \
+	$(BIN)/skewless retrain --seed 1; \
+	$(BIN)/skewless canary replay --url http://127.0.0.1:$(DEMO_PORT) --n 2500; \
+	$(BIN)/skewless canary watch --until-decided --timeout 300 | tee data/reports/canary-retrain.txt; \
+	grep -q PROMOTED data/reports/canary-retrain.txt || { echo "release: the retrain was not promoted" >&2; exit 1; }; \
+	$(BIN)/skewless train --shuffle-labels --seed 2; \
+	$(BIN)/skewless canary start --version candidate --drill --by demo; \
+	$(BIN)/skewless canary replay --url http://127.0.0.1:$(DEMO_PORT) --n 2500 --skip 2500; \
+	$(BIN)/skewless canary watch --until-decided --timeout 300 | tee data/reports/canary-drill.txt; \
+	grep -q "ROLLED BACK" data/reports/canary-drill.txt || { echo "release: the drill was not rolled back" >&2; exit 1; }; \
+	$(BIN)/skewless canary status; $(BIN)/skewless models; $(BIN)/skewless worker --once
 
 bench: bench-offline bench-materialize bench-serving
 

@@ -85,7 +85,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     if challenger is not None and not serves_challenger(args.url, int(challenger), timeout=60):
         print(f"warning: the service has not loaded challenger v{challenger} within 60 s (see its /ready)")
     started = time.perf_counter()
-    answers = replay(settings, args.url, args.n)
+    answers = replay(settings, args.url, args.n, args.skip)
     seconds = time.perf_counter() - started
     print(f"replayed {sum(answers.values()):,} recent transactions to {args.url} in {seconds:.1f} s:")
     for (role, version, recommendation), count in sorted(
@@ -161,6 +161,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     replay = register_command(steps, "replay", "send recent raw transactions to a running service", _replay)
     replay.add_argument("--url", default="http://127.0.0.1:8000")
     replay.add_argument("--n", type=int, default=2_000, help="how many transactions")
+    replay.add_argument("--skip", type=int, default=0, help="leave out the newest SKIP transactions")
 
     rollback = register_command(sub, "rollback", "serve the previous champion again", _rollback)
     rollback.add_argument("--to", type=int, default=None, help="version to restore (default: the previous champion)")

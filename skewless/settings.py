@@ -88,7 +88,9 @@ class Settings(BaseSettings):
     )
     canary_window: int = Field(default=1_000, ge=20, description="Challenger decisions judged in one verdict.")
     canary_max_error_rate: float = Field(default=0.001, ge=0, le=1, description="Challenger scoring failures.")
-    canary_max_p99_ratio: float = Field(default=1.5, ge=1, description="Challenger model-call p99 / champion's.")
+    canary_max_p99_ratio: float = Field(
+        default=2.0, ge=1, description="Challenger model-call p99 / champion's: a p99 of few calls is noisy."
+    )
     canary_p99_slack_ms: float = Field(default=2.0, ge=0, description="Added to the p99 bound: timer noise.")
     canary_max_psi: float = Field(default=0.2, ge=0, description="Score distribution shift against the champion.")
     canary_max_block_rate_change: float = Field(default=0.01, ge=0, le=1, description="Absolute, e.g. 0.01 = 1 pp.")
