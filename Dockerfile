@@ -13,13 +13,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md feature_store.yaml .feastignore ./
 COPY skewless ./skewless
-COPY data/__init__.py data/schemas.py data/files.py data/generate.py data/cli.py ./data/
+COPY data/*.py ./data/
 COPY pipeline ./pipeline
 COPY feature_repo ./feature_repo
 COPY training ./training
 COPY serving ./serving
 COPY validation ./validation
 COPY release ./release
+COPY monitoring ./monitoring
 RUN pip install . \
     && useradd --create-home --uid 10001 skewless \
     && mkdir -p /app/data \

@@ -15,12 +15,23 @@ RAW_DAY = $$($(BIN)/python -c "import os; print(sorted(f for f in os.listdir('da
 # country (is_foreign_country); the monitor must flag those and nothing else.
 define MONITOR_CHECK
 import json, sys
+from feature_repo.windows import service_windows
+from skewless.settings import Settings
+from skewless.store import feature_service, open_store
 report = json.load(open("data/reports/monitoring/demo/report.json"))
 flagged = set(report["summary"]["drifted_features"])
 expected = {"age", "age_group", "amount", "txn_amount", "amount_to_typical", "country", "is_foreign_country"}
-if flagged != expected:
-    sys.exit(f"monitor: flagged {sorted(flagged)}, expected {sorted(expected)}")
-print(f"monitor: flagged exactly the drifted features ({', '.join(sorted(flagged))}); report in data/reports/monitoring/demo")
+# Velocity features are computed from the replayed stream itself, so they move with it: amounts doubled, and the
+# older customers' payments gathered onto one day. Those may drift too; nothing stored or unrelated may.
+settings = Settings()
+store = open_store(settings.repo_root)
+windowed = {f.name for w in service_windows(store, feature_service(store, settings.feature_service)) for f in w.features}
+missed, unrelated = expected - flagged, flagged - expected - windowed
+if missed or unrelated:
+    sys.exit(f"monitor: flagged {sorted(flagged)}; missed {sorted(missed)}, flagged unrelated {sorted(unrelated)}")
+derived = sorted(flagged & windowed)
+print(f"monitor: flagged the drifted features ({', '.join(sorted(flagged & expected))}), the velocity features "
+      f"computed from the drifted stream ({', '.join(derived) or 'none'}), and nothing else; report in data/reports/monitoring/demo")
 endef
 export MONITOR_CHECK
 
@@ -52,8 +63,17 @@ redis: install
 		exit 1; \
 	fi
 
+# Redis keys of earlier demo runs: the service's own (decision and alert streams, real-time aggregate state) and
+# Feast's online rows of the project (keys end with its name). Feast never overwrites a row with an older one, and
+# the demo materializes up to the last raw day's start first, so rows from a later materialization must go.
+CLEAR_DEMO_KEYS = $(BIN)/python -c "import os, redis; r = redis.Redis.from_url(os.environ['REDIS_URL']); \
+	keys = [k for p in ('skewless:*', '*skewless') for k in r.scan_iter(match=p, count=1000)]; \
+	[r.delete(*keys[i:i + 1000]) for i in range(0, len(keys), 1000)]; \
+	print(f'redis: {len(keys)} keys of earlier demo runs removed')"
+
 # Each run tells the story from scratch: its own data, feature store, registry and logs (under data/).
 demo: install redis clean
+	@$(CLEAR_DEMO_KEYS)
 	$(BIN)/skewless generate --users $(DEMO_USERS) --days $(DEMO_DAYS) --quiet
 	$(BIN)/skewless pipeline --quiet
 	@echo "--- validation drill: a copy of the raw data with one day broken must be refused ---"
@@ -63,13 +83,21 @@ demo: install redis clean
 		echo "drill: refused as expected; no feature table was written under data/drill"; \
 	else echo "drill: the broken day was NOT refused" >&2; exit 1; fi
 	$(BIN)/feast apply
-	$(BIN)/feast materialize-incremental $$(date -u +%Y-%m-%dT%H:%M:%S)
+	@echo "--- online store as of the last raw day's start: the skew replay below serves that day as it happened ---"
+	$(BIN)/feast materialize-incremental $(call RAW_DAY,1)T00:00:00
 	$(BIN)/skewless inspect
 	$(BIN)/skewless train
 	$(BIN)/skewless validate-model --version candidate
 	$(BIN)/skewless approve --version candidate --by "$${USER:-demo}"
 	$(BIN)/skewless deploy --version candidate
 	$(BIN)/skewless models
+	@echo "--- zero skew: the last raw day sent through /score one payment at a time, then rebuilt offline ---"
+	@$(BIN)/skewless serve --port $(DEMO_PORT) & pid=$$!; trap "kill $$pid 2>/dev/null" EXIT; \
+	for i in $$(seq 120); do $(READY) 2>/dev/null && break; sleep 1; done; \
+	$(BIN)/skewless replay --day $(call RAW_DAY,2) --warm-only --reset-realtime && \
+	$(BIN)/skewless replay --url http://127.0.0.1:$(DEMO_PORT) --day $(call RAW_DAY,1) --one-by-one && \
+	$(READY) && $(BIN)/skewless worker --once && $(BIN)/skewless skew --since $(call RAW_DAY,1)
+	$(BIN)/feast materialize-incremental $$(date -u +%Y-%m-%dT%H:%M:%S)
 	@echo "--- scoring service: start, score a few recent transactions, log the decisions ---"
 	@$(BIN)/skewless serve --port $(DEMO_PORT) & pid=$$!; trap "kill $$pid 2>/dev/null" EXIT; \
 	for i in $$(seq 120); do $(READY) 2>/dev/null && break; sleep 1; done; \
@@ -78,6 +106,7 @@ demo: install redis clean
 	@echo "    (older users, amounts doubled, half the payments with a placeholder country)"
 	@$(BIN)/skewless serve --port $(DEMO_PORT) & pid=$$!; trap "kill $$pid 2>/dev/null" EXIT; \
 	for i in $$(seq 120); do $(READY) 2>/dev/null && break; sleep 1; done; \
+	$(BIN)/skewless replay --day $(call RAW_DAY,4) --warm-only --reset-realtime && \
 	$(BIN)/skewless replay --url http://127.0.0.1:$(DEMO_PORT) --day $(call RAW_DAY,3) && \
 	$(BIN)/skewless replay --url http://127.0.0.1:$(DEMO_PORT) --day $(call RAW_DAY,2) \
 		--drift older-users,higher-amounts,broken-country && \

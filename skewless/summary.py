@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from feature_repo.windows import service_windows
 from skewless.settings import Settings
 from skewless.store import feature_service, open_store, service_features, service_request_fields
 from training.dataset import build_training_frame, labelled_transactions
@@ -40,6 +41,12 @@ def print_summary(settings: Settings, service_name: str, sample: int = 3) -> Non
         row["event_timestamp"] = now
     online = store.get_online_features(features=service, entity_rows=rows).to_df()
     print(f"\nOnline feature vectors read back from Redis ({len(online)} latest transactions, scored now):")
-    names = service_features(service)
+    windowed = {f.name for w in service_windows(store, service) for f in w.features}
+    names = [n for n in service_features(service) if n not in windowed]
+    if windowed:
+        print(
+            f"  ({len(windowed)} windowed features are computed by the service at score time, not stored: "
+            f"{', '.join(sorted(windowed))})"
+        )
     with pd.option_context("display.max_rows", 200, "display.width", 160):
         print(online[keys + names].T.to_string(header=[f"txn {i + 1}" for i in range(len(online))]))
