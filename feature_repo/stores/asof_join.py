@@ -4,9 +4,8 @@ For each entity row and feature view, Feast takes the feature row with the same 
 is the latest at or before the entity's timestamp, breaking ties in event timestamp by the latest created
 timestamp (a row without one loses), and drops it when it is older than the view's TTL (a row exactly TTL old
 still counts). An ASOF join finds "the latest at or before" with a sort-merge instead of stock Feast's
-inner-join-then-window, which is where the speed comes from; the tie-break (and, when it fits, the join key)
-rides in the join's ordering column (see ``order_key``), and the TTL is a test on the one row found, whose event
-time is read back from that column.
+inner-join-then-window, which is where the speed comes from; the tie-break rides in the join's ordering column
+(see ``order_key``), and the TTL is a test on the one row found, whose event time is read back from that column.
 """
 
 from __future__ import annotations
@@ -50,16 +49,13 @@ def asof_sql(entities: str, entity_columns: list[str], ts_column: str, views: li
     joins = []
     for i, prepared in enumerate(views):
         view, order, alias = prepared.view, prepared.order, f"v{i}"
-        keys = [(f"e.{quote(entity)}", f"{alias}.__k{j}") for j, (_, entity) in enumerate(view.keys)]
-        on = [] if order.packs_key else [f"{entity} = {feature}" for entity, feature in keys]
-        on.append(f"{order.entity_side(ets, keys[0][0] if keys else None)} >= {alias}.__order")
+        on = [f"e.{quote(entity)} = {alias}.__k{j}" for j, (_, entity) in enumerate(view.keys)]
+        on.append(f"{order.entity_side(ets)} >= {alias}.__order")
         joins.append(f"ASOF LEFT JOIN ({prepared.sql}) AS {alias} ON {' AND '.join(on)}")
-        keep = [order.matches(*keys[0]) if keys else None]
-        keep.append(order.fresh(f"{alias}.__order", ets, view.ttl_us) if view.ttl_us else None)
-        found = " AND ".join(filter(None, keep))
+        fresh = order.fresh(f"{alias}.__order", ets, view.ttl_us) if view.ttl_us else None
         for j, (_, output) in enumerate(view.features):
             value = f"{alias}.__f{j}"
-            select.append(f"CASE WHEN {found} THEN {value} END" if found else value)
+            select.append(f"CASE WHEN {fresh} THEN {value} END" if fresh else value)
             select[-1] += f" AS {quote(output)}"
     select.append(f"e.{quote(ROW_ID)}")
     entity_rows = f"SELECT * REPLACE (CAST({quote(ts_column)} AS TIMESTAMPTZ) AS {quote(ts_column)}) FROM {entities}"
@@ -67,25 +63,16 @@ def asof_sql(entities: str, entity_columns: list[str], ts_column: str, views: li
 
 
 def prepare_view(
-    con: duckdb.DuckDBPyConnection,
-    view: ViewJoin,
-    low: datetime | None,
-    high: datetime | None,
-    exact: bool = False,
-    integer_columns: frozenset[str] = frozenset(),
+    con: duckdb.DuckDBPyConnection, view: ViewJoin, low: datetime | None, high: datetime | None, exact: bool = False
 ) -> PreparedView:
     """The view's rows that any entity row can see, with its join keys, features and the ASOF order key.
 
     ``low``/``high`` bound the entity timestamps: rows after the latest entity, or older than the earliest entity
     minus the TTL, can never be chosen, so the scan skips them (Parquet row-group statistics do the rest).
-    ``integer_columns`` are the entity frame's signed integer columns: a single join key that is one of them may
-    be packed into the order key.
     """
     ts = f"CAST({quote(view.timestamp)} AS TIMESTAMPTZ)"
     window = _window(ts, view.ttl_us, low, high)
-    packable = len(view.keys) == 1 and view.keys[0][1] in integer_columns
-    key = view.keys[0][0] if packable else None
-    order = order_key(con, view.table, view.timestamp, view.created, window, exact, key)
+    order = order_key(con, view.table, view.timestamp, view.created, window, exact)
     columns = [f"{quote(src)} AS __k{j}" for j, (src, _) in enumerate(view.keys)]
     columns += [f"{quote(src)} AS __f{j}" for j, (src, _) in enumerate(view.features)]
     columns += [f"{order.feature_side(ts)} AS __order"]

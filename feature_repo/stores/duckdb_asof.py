@@ -99,7 +99,7 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
         def plan(con: duckdb.DuckDBPyConnection, exact: bool = False) -> Plan:
             con.register("__skewless_entities", frame.table)
             low, high = _bounds(con, frame)
-            prepared = [prepare_view(con, join, low, high, exact, frame.integer_columns) for join in joins]
+            prepared = [prepare_view(con, join, low, high, exact) for join in joins]
             sql = asof_sql("__skewless_entities", frame.columns, frame.timestamp_column, prepared)
             sql = with_windows(sql, windows, "__skewless_entities", frame, (low, high))
             retry = None if exact else partial(plan, exact=True)  # when a packed key's own check fails

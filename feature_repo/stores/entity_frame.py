@@ -36,11 +36,6 @@ class EntityFrame:
     def num_rows(self) -> int:
         return self.table.num_rows
 
-    @property
-    def integer_columns(self) -> frozenset[str]:
-        """The caller's columns of signed integers (join keys the ASOF join may pack into its order key)."""
-        return frozenset(f.name for f in self.table.schema if pa.types.is_signed_integer(f.type)) & set(self.columns)
-
 
 def load_entity_frame(entity_df: pd.DataFrame | str, con: duckdb.DuckDBPyConnection) -> EntityFrame:
     """Check ``entity_df`` (a frame, or SQL that DuckDB runs) and convert it, without copying a frame's columns."""

@@ -10,17 +10,12 @@ when every timestamp is a whole number of its unit and the ranges fit in 62 bits
    expression itself checks every row and raises ``REPACK`` on one that breaks the assumption;
 2. otherwise, or after a ``REPACK``, one aggregate over the window measures the exact ranges and units;
 3. when even those do not fit, a (event, created) STRUCT key is used: exact as well, about twice as slow.
-
-When the view has a single integer join key whose range fits in the bits left over, the key goes in the high
-bits too. The ASOF join then needs no equality condition and sorts one BIGINT instead of (key, order), about a
-fifth less work; the row it finds belongs to another key when the entity's key has no row early enough, so the
-join keeps a row only when its key equals the entity's (``OrderKey.matches``).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -46,13 +41,6 @@ class Packing:
     d_unit: int
     bits: int
     checked: bool  # False: taken from footers and a sample, so every row is verified as the key is computed
-    k_min: int | None = None  # the join key's range when it is packed above the time bits; None: not packed
-    k_max: int = 0
-
-    @property
-    def shift(self) -> int:
-        """Bits below the join key: the time slots, then the created-time code."""
-        return ((self.t_max - self.t_min) // self.t_unit + 1).bit_length() + self.bits
 
 
 @dataclass(frozen=True)
@@ -61,12 +49,6 @@ class OrderKey:
 
     created: str | None  # SQL for the created timestamp; None when the view has none
     packing: Packing | None = None
-    key: str | None = None  # SQL for the feature rows' join key, when the packing carries it
-
-    @property
-    def packs_key(self) -> bool:
-        """True when the join key is part of the order key, so the join has no equality condition."""
-        return self.packing is not None and self.packing.k_min is not None
 
     def feature_side(self, ts: str) -> str:
         if self.created is None:
@@ -76,8 +58,6 @@ class OrderKey:
         p, t, c = self.packing, f"epoch_us({ts})", f"epoch_us({self.created})"
         code = f"CASE WHEN {c} IS NULL THEN 0 ELSE ({c} - {t} - {p.d_min}) // {p.d_unit} + 1 END"
         key = f"(({t} - {p.t_min}) // {p.t_unit}) * {1 << p.bits} + {code}"
-        if self.packs_key:  # a row without a key gets a NULL order, which an ASOF join never matches
-            key = f"({self.key} - {p.k_min}) * {1 << p.shift} + {key}"
         if p.checked:
             return key
         broken = (
@@ -85,13 +65,10 @@ class OrderKey:
             f"OR ({c} - {t} - {p.d_min}) NOT BETWEEN 0 AND {((1 << p.bits) - 2) * p.d_unit} "
             f"OR ({c} - {t} - {p.d_min}) % {p.d_unit} <> 0"
         )
-        if self.packs_key:
-            broken += f" OR {self.key} NOT BETWEEN {p.k_min} AND {p.k_max}"
         return f"CASE WHEN {broken} THEN error('{REPACK}') ELSE {key} END"
 
-    def entity_side(self, ets: str, key: str | None = None) -> str:
-        """Sorts after every feature row whose event time is at or before ``ets``, and before all later ones
-        (of the entity's ``key``, when the packing carries it)."""
+    def entity_side(self, ets: str) -> str:
+        """Sorts after every feature row whose event time is at or before ``ets``, and before all later ones."""
         if self.created is None:
             return ets
         if self.packing is None:
@@ -99,16 +76,9 @@ class OrderKey:
         p, e = self.packing, f"epoch_us({ets})"
         top = (1 << p.bits) - 1
         last = (((p.t_max - p.t_min) // p.t_unit) << p.bits) + top
-        within = (
+        return (
             f"(CASE WHEN {e} < {p.t_min} THEN -1 WHEN {e} > {p.t_max} THEN {last} "
             f"ELSE (({e} - {p.t_min}) // {p.t_unit}) * {1 << p.bits} + {top} END)"
-        )
-        if not self.packs_key:
-            return within
-        # -1 within a key lands on the previous key's rows, which ``matches`` then rejects
-        return (
-            f"(CASE WHEN {key} NOT BETWEEN {p.k_min} AND {p.k_max} THEN -1 "
-            f"ELSE ({key} - {p.k_min}) * {1 << p.shift} + {within} END)"
         )
 
     def fresh(self, order: str, ets: str, ttl_us: int) -> str:
@@ -121,51 +91,28 @@ class OrderKey:
         if self.packing is None:
             return f"{order}.t >= {ets} - to_microseconds({ttl_us})"
         p = self.packing
-        within = f"({order} % {1 << p.shift})" if self.packs_key else order
-        return f"{p.t_min} + {within} // {1 << p.bits} * {p.t_unit} >= epoch_us({ets}) - {ttl_us}"
-
-    def matches(self, entity_key: str, feature_key: str) -> str | None:
-        """SQL that rejects a row of another key, when the key is packed (the join then has no equality)."""
-        return f"{feature_key} = {entity_key}" if self.packs_key else None
+        return f"{p.t_min} + {order} // {1 << p.bits} * {p.t_unit} >= epoch_us({ets}) - {ttl_us}"
 
 
 def order_key(
-    con: duckdb.DuckDBPyConnection,
-    table: ParquetTable,
-    timestamp: str,
-    created: str | None,
-    window: str,
-    exact: bool,
-    key: str | None = None,
+    con: duckdb.DuckDBPyConnection, table: ParquetTable, timestamp: str, created: str | None, window: str, exact: bool
 ) -> OrderKey:
-    """The order key for a view; ``exact`` skips the footer shortcut (after it raised ``REPACK``).
-
-    ``key`` names the view's join key column when it may be packed too (a single integer key on both sides).
-    """
+    """The order key for a view; ``exact`` skips the footer shortcut (after it raised ``REPACK``)."""
     ts = f"CAST({_quote(timestamp)} AS TIMESTAMPTZ)"
     if created is None:
         return OrderKey(created=None)
     created_sql = f"CAST({_quote(created)} AS TIMESTAMPTZ)"
-    key_sql = _quote(key) if key else None
-    packing = None if exact else _from_footers(con, table, timestamp, created, ts, created_sql, key)
-    packing = packing or _from_data(con, table, ts, created_sql, window, key_sql)
-    return OrderKey(created=created_sql, packing=packing, key=key_sql)
+    packing = None if exact else _from_footers(con, table, timestamp, created, ts, created_sql)
+    return OrderKey(created=created_sql, packing=packing or _from_data(con, table, ts, created_sql, window))
 
 
 def _from_footers(
-    con: duckdb.DuckDBPyConnection,
-    table: ParquetTable,
-    timestamp: str,
-    created: str,
-    ts: str,
-    created_sql: str,
-    key: str | None,
+    con: duckdb.DuckDBPyConnection, table: ParquetTable, timestamp: str, created: str, ts: str, created_sql: str
 ) -> Packing | None:
     """Ranges from Parquet statistics, units from a sample; None when statistics are missing or it cannot fit."""
     t_range, c_range = _footer_range(table.path, timestamp), _footer_range(table.path, created)
     if t_range is None or c_range is None:
         return None
-    k_range = _footer_range(table.path, key, integers=True) if key else None
     t, d = f"epoch_us({ts})", f"(epoch_us({created_sql}) - epoch_us({ts}))"
     sample = con.sql(
         f"SELECT {_unit_checks(t, d)} FROM (SELECT {ts} AS {_quote(timestamp)}, {created_sql} AS {_quote(created)} "
@@ -173,47 +120,31 @@ def _from_footers(
     ).fetchall()[0]
     t_unit, d_unit = _unit(sample[:3]), _unit(sample[3:])
     d_min, d_max = c_range[0] - t_range[1], c_range[1] - t_range[0]
-    t_min, d_min = t_range[0] - t_range[0] % t_unit, d_min - d_min % d_unit
-    return _fit(t_min, t_range[1], t_unit, d_min, d_max, d_unit, False, k_range)
+    return _fit(t_range[0] - t_range[0] % t_unit, t_range[1], t_unit, d_min - d_min % d_unit, d_max, d_unit, False)
 
 
 def _from_data(
-    con: duckdb.DuckDBPyConnection, table: ParquetTable, ts: str, created: str, window: str, key: str | None
+    con: duckdb.DuckDBPyConnection, table: ParquetTable, ts: str, created: str, window: str
 ) -> Packing | None:
     """Exact ranges and units from one aggregate over the rows in ``window``; None when they cannot fit."""
     t, d = f"epoch_us({ts})", f"(epoch_us({created}) - epoch_us({ts}))"
-    keys = f", min({key}), max({key})" if key else ""
     row = con.sql(
-        f"SELECT count(*), min({t}), max({t}), min({d}), max({d}), {_unit_checks(t, d)}{keys} "
+        f"SELECT count(*), min({t}), max({t}), min({d}), max({d}), {_unit_checks(t, d)} "
         f"FROM {table.scan} WHERE {window}"
     ).fetchall()[0]
     count, t_min, t_max, d_min, d_max = row[:5]
     if not count:
         return Packing(t_min=0, t_max=0, t_unit=1, d_min=0, d_unit=1, bits=1, checked=True)
-    k_range = (row[11], row[12]) if key and row[11] is not None else None
-    return _fit(t_min, t_max, _unit(row[5:8]), d_min or 0, d_max or 0, _unit(row[8:11]), True, k_range)
+    return _fit(t_min, t_max, _unit(row[5:8]), d_min or 0, d_max or 0, _unit(row[8:11]), True)
 
 
-def _fit(
-    t_min: int,
-    t_max: int,
-    t_unit: int,
-    d_min: int,
-    d_max: int,
-    d_unit: int,
-    checked: bool,
-    k_range: tuple[int, int] | None = None,
-) -> Packing | None:
-    """The packing, with the key in it when ``k_range`` is given and fits too; None when even time does not fit."""
+def _fit(t_min: int, t_max: int, t_unit: int, d_min: int, d_max: int, d_unit: int, checked: bool) -> Packing | None:
     codes = (d_max - d_min) // d_unit + 2  # code 0 is a missing created timestamp
     bits = max(1, (codes - 1).bit_length())
     slots = (t_max - t_min) // t_unit + 1
     if slots.bit_length() + bits > _PACK_BITS:
         return None
-    packing = Packing(t_min=t_min, t_max=t_max, t_unit=t_unit, d_min=d_min, d_unit=d_unit, bits=bits, checked=checked)
-    if k_range is not None and packing.shift + (k_range[1] - k_range[0]).bit_length() <= _PACK_BITS:
-        return replace(packing, k_min=k_range[0], k_max=k_range[1])
-    return packing
+    return Packing(t_min=t_min, t_max=t_max, t_unit=t_unit, d_min=d_min, d_unit=d_unit, bits=bits, checked=checked)
 
 
 def _unit_checks(t: str, d: str) -> str:
@@ -225,9 +156,8 @@ def _unit(checks: tuple[bool | None, ...]) -> int:
     return next(u for u, ok in zip(_UNITS, checks, strict=True) if ok is not False)
 
 
-def _footer_range(path: Path, column: str, integers: bool = False) -> tuple[int, int] | None:
-    """Min and max of a timestamp column in microseconds (or of a signed integer column, with ``integers``),
-    from the footers of every Parquet file under ``path``; None when any file lacks them."""
+def _footer_range(path: Path, column: str) -> tuple[int, int] | None:
+    """Min and max of a timestamp column in microseconds, from the footers of every Parquet file under ``path``."""
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*.parquet") if p.is_file())
     low: int | None = None
     high: int | None = None
@@ -239,17 +169,12 @@ def _footer_range(path: Path, column: str, integers: bool = False) -> tuple[int,
             return None
         index = names.index(column)
         logical = json.loads(schema.column(index).logical_type.to_json())
-        physical: tuple[str, ...] = ("INT64",)
-        if integers:
-            unit = "integer" if logical.get("Type") == "None" or logical.get("isSigned") is True else None
-            physical = ("INT32", "INT64")
-        else:
-            unit = logical.get("timeUnit") if logical.get("Type") == "Timestamp" else None
-        if unit not in (*_PER_MICRO, "nanoseconds", "integer"):
+        unit = logical.get("timeUnit") if logical.get("Type") == "Timestamp" else None
+        if unit not in (*_PER_MICRO, "nanoseconds"):
             return None
         for group in range(metadata.num_row_groups):
             stats = metadata.row_group(group).column(index).statistics
-            if stats is None or not stats.has_min_max or stats.physical_type not in physical:
+            if stats is None or not stats.has_min_max or stats.physical_type != "INT64":
                 return None
             lo, hi = _micros(stats.min_raw, unit), _micros(stats.max_raw, unit)
             low, high = lo if low is None else min(low, lo), hi if high is None else max(high, hi)
@@ -257,8 +182,6 @@ def _footer_range(path: Path, column: str, integers: bool = False) -> tuple[int,
 
 
 def _micros(raw: int, unit: str) -> int:
-    if unit == "integer":
-        return raw
     return raw // 1_000 if unit == "nanoseconds" else raw * _PER_MICRO[unit]
 
 

@@ -5,7 +5,7 @@ A pipeline of ``HSET`` commands is what stock's ``online_write_batch`` sends too
 more than Redis spends running the command. A request is an array of bulk strings (``*<n>\\r\\n`` then
 ``$<len>\\r\\n<bytes>\\r\\n`` per argument, the RESP2 request format every Redis speaks), so the commands for
 a batch are one element-wise concatenation of Arrow columns, and a chunk of them is a slice of one buffer, sent
-as is. The ``$<len>\r\n`` headers are taken from a table of them by length (formatting a number per value
+as is. The ``$<len>\\r\\n`` headers are taken from a table of them by length (formatting a number per value
 cost more than the rest), and the constant pieces between two values are one piece, so one join builds the
 batch. ``tests/feature_repo/test_redis_commands.py`` checks the bytes against ``hiredis.pack_command``.
 """
