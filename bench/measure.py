@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -70,6 +71,8 @@ def run_case(module: str, case: dict[str, Any], timeout: float, memory_cap: int 
     lines = [line for line in stdout.splitlines() if line.startswith("BENCH-RESULT ")]
     if verdict:
         outcome.failure = verdict[0]
+    elif child.returncode == -signal.SIGKILL:  # from outside: the OOM killer of a memory-capped cgroup, say
+        outcome.failure = f"killed (SIGKILL) at {gigabytes(outcome.peak_rss)}"
     elif child.returncode != 0 or not lines:
         tail = (stderr.strip().splitlines() or ["no output"])[-1]
         outcome.failure = f"failed: {tail[:160]}"
