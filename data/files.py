@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 from pathlib import Path
 
@@ -39,15 +39,24 @@ def list_days(folder: Path) -> list[date]:
     return sorted(days)
 
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place: readers never see half a file."""
+def replace_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Let ``write`` fill a temporary file beside ``path``, then rename it into place: readers never see half a
+    file, and a failed write leaves the old one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    replace_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+
+
+def write_text_atomic(text: str, path: Path) -> None:
+    replace_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def read_schema(path: Path) -> pa.Schema:

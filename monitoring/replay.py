@@ -100,44 +100,40 @@ def as_requests(frame: pd.DataFrame) -> list[dict]:
     ]  # fmt: skip
 
 
+def _post(url: str, endpoint: str, payload: object, what: str) -> dict:
+    """POST JSON to the service; its 4xx is the caller's input (exit 2), anything else the service's (exit 3)."""
+    request = urllib.request.Request(
+        endpoint, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return json.loads(reply.read())  # type: ignore[no-any-return]
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")[:500]
+        error = BadInputError if 400 <= exc.code < 500 else DependencyUnavailableError
+        raise error(f"{endpoint} answered {exc.code} for {what}: {detail}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise DependencyUnavailableError(f"scoring service at {url} did not answer: {exc}") from exc
+
+
 def send(url: str, transactions: list[dict], batch: int) -> Counter[str]:
     """POST the transactions to ``/score/batch`` in chunks; the count of each recommendation."""
     counts: Counter[str] = Counter()
     endpoint = url.rstrip("/") + "/score/batch"
     for i in range(0, len(transactions), batch):
-        body = json.dumps({"transactions": transactions[i : i + batch]}).encode()
-        request = urllib.request.Request(endpoint, data=body, headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as reply:
-                results = json.loads(reply.read())["results"]
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:500]
-            error = BadInputError if 400 <= exc.code < 500 else DependencyUnavailableError
-            raise error(f"{endpoint} answered {exc.code} for transactions {i}..{i + batch - 1}: {detail}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise DependencyUnavailableError(f"scoring service at {url} did not answer: {exc}") from exc
+        chunk = {"transactions": transactions[i : i + batch]}
+        results = _post(url, endpoint, chunk, f"transactions {i}..{i + batch - 1}")["results"]
         counts.update(r["recommendation"] for r in results)
     return counts
 
 
 def send_one_by_one(url: str, transactions: list[dict]) -> Counter[str]:
     """POST each transaction to ``/score`` on its own, waiting for each answer: the order a live stream has."""
-    counts: Counter[str] = Counter()
     endpoint = url.rstrip("/") + "/score"
-    for i, txn in enumerate(transactions):
-        request = urllib.request.Request(
-            endpoint, data=json.dumps(txn).encode(), headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as reply:
-                counts[json.loads(reply.read())["recommendation"]] += 1
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:500]
-            error = BadInputError if 400 <= exc.code < 500 else DependencyUnavailableError
-            raise error(f"{endpoint} answered {exc.code} for transaction {i} ({txn['txn_id']}): {detail}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise DependencyUnavailableError(f"scoring service at {url} did not answer: {exc}") from exc
-    return counts
+    return Counter(
+        _post(url, endpoint, txn, f"transaction {i} ({txn['txn_id']})")["recommendation"]
+        for i, txn in enumerate(transactions)
+    )
 
 
 def reset_realtime(settings: Settings) -> int:

@@ -12,13 +12,12 @@ Exit codes of `skewless monitor`, documented here and in the README:
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from data.files import write_text_atomic
 from monitoring.checks import Assessment, FeatureResult
 from monitoring.logs import Window
 from monitoring.profile import Profile
@@ -113,17 +112,6 @@ def _comparison(c: Any) -> dict[str, Any]:
         "new_values": data["new_values"],
         "bins": {"labels": data["bins"], "baseline": data["baseline_shares"], "current": data["current_shares"]},
     }
-
-
-def write_text_atomic(text: str, path: Path) -> None:
-    """Write beside ``path`` and rename into place: a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_json(report: MonitorReport, path: Path) -> None:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -29,6 +27,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from data.files import write_text_atomic
 from skewless.cli_types import register_command
 from skewless.errors import BadInputError, MissingDataError, SchemaMismatchError
 from skewless.settings import Settings
@@ -230,17 +229,6 @@ def format_table(report: SkewReport) -> str:
     return "\n".join(lines)
 
 
-def write_json_atomic(data: dict[str, Any], path: Path) -> None:
-    """Write beside ``path`` and rename into place: a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _skew(args: argparse.Namespace, settings: Settings) -> int:
     if not 0 <= args.rel_tol < 1:
         raise BadInputError(f"--rel-tol must be in [0, 1), got {args.rel_tol}")
@@ -248,7 +236,7 @@ def _skew(args: argparse.Namespace, settings: Settings) -> int:
         raise BadInputError(f"--max-mismatch-rate must be in [0, 1], got {args.max_mismatch_rate}")
     report = skew_report(settings, args.since, args.feature_service, args.rel_tol)
     out = args.out or settings.reports_dir / "skew" / f"skew-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    write_json_atomic(report.to_dict(), out)
+    write_text_atomic(json.dumps(report.to_dict(), indent=2, default=str) + "\n", out)
     services = ", ".join(f"v{v}: {s}" for v, s in report.services.items())
     print(f"{report.decisions:,} logged decisions rebuilt offline ({services}), rel. tolerance {report.rel_tol:g}")
     print(format_table(report))

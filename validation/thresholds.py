@@ -31,11 +31,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
+from data.files import write_text_atomic
 from skewless.errors import BadInputError
 
 THRESHOLDS_DIR = Path(__file__).resolve().parent / "thresholds"
@@ -66,12 +65,7 @@ def load(kind: str) -> dict[str, Any]:
 def write(kind: str, data: dict[str, Any]) -> Path:
     """Write ``data`` as the thresholds of ``kind``: stable key order, temporary file renamed into place."""
     path = path_for(kind)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(json.dumps(data, indent=2, sort_keys=False) + "\n", path)
     return path
 
 
