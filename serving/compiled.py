@@ -4,19 +4,23 @@ The model in the registry is a scikit-learn Pipeline: a ColumnTransformer (numbe
 missing indicators, optionally scaling; text: "missing" for None, one-hot) and an estimator. Called on a one-row
 DataFrame it spends about a millisecond in pandas and input validation before doing any arithmetic, and a
 200-tree gradient-boosting model adds a Python call per tree. Here the fitted parameters are read out once, at
-load, and applied with numpy to the columns the scorer already holds; small batches of tree models go through
-Treelite's GTIL predictor (one C++ call for all trees), large ones to the estimator itself.
+load, and applied with numpy to the columns the scorer already holds. Tree models are scored by a shared library
+compiled from the trees (``serving.native``, once ``compile_native`` has run, off the request path); until then
+small batches go through Treelite's GTIL predictor (one C++ call for all trees), large ones to the estimator.
 
 Nothing is trusted blindly: ``CompiledModel.build`` runs the original Pipeline and the compiled path on a probe
 of edge cases (missing values, every known category, an unseen one) and refuses (returns ``None``, the caller
-keeps the Pipeline) unless both the feature matrix and the probabilities agree.
+keeps the Pipeline) unless both the feature matrix and the probabilities agree; the native library is checked
+on the same probe before it is used.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +32,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from feature_repo.transformations import as_float
+from serving.native import NativeTrees, NativeUnavailableError, compile_library, library_path
 from training.model import as_category
 from training.model import as_float as frame_as_float
 
@@ -64,9 +69,12 @@ class _Numeric:
     scale: np.ndarray | None
 
     def __call__(self, columns: Mapping[str, Any], n: int) -> np.ndarray:
-        x = np.empty((n, len(self.columns)), dtype="float64")
-        for j, name in enumerate(self.columns):
-            x[:, j] = numeric_column(columns[name])
+        try:  # one conversion for all columns (None becomes NaN); text in a column takes the slow way
+            x = np.array([columns[name] for name in self.columns], dtype="float64").T.reshape(n, len(self.columns))
+        except (TypeError, ValueError):
+            x = np.empty((n, len(self.columns)), dtype="float64")
+            for j, name in enumerate(self.columns):
+                x[:, j] = numeric_column(columns[name])
         missing = np.isnan(x)
         if self.fill is not None:
             x = np.where(missing, self.fill, x)
@@ -165,10 +173,13 @@ def _blocks(preprocess: ColumnTransformer) -> list[Block] | None:
 class CompiledModel:
     """``probability(columns)``: the Pipeline's fraud probability for columns given as arrays or lists."""
 
-    def __init__(self, blocks: list[Block], estimator: Any, trees: Any | None) -> None:
+    def __init__(self, blocks: list[Block], estimator: Any, treelite_model: Any | None) -> None:
         self._blocks = blocks
         self._estimator = estimator
-        self._trees = trees
+        self._treelite_model = treelite_model
+        self._trees = _gtil(treelite_model) if treelite_model is not None else None
+        self._native: Callable[[np.ndarray], np.ndarray] | None = None  # set once compiled and checked
+        self._probe: tuple[dict[str, list[Any]], np.ndarray] | None = None  # columns and expected probabilities
 
     @classmethod
     def build(cls, pipeline: Pipeline, probe: pd.DataFrame | None = None) -> CompiledModel | None:
@@ -186,11 +197,53 @@ class CompiledModel:
         if not compiled.agrees(pipeline, probe):
             log.warning("compiled model disagrees with its Pipeline on the probe; scoring through the Pipeline")
             return None
+        columns = {c: probe[c].tolist() for c in probe.columns}
+        compiled._probe = (columns, pipeline.predict_proba(probe)[:, 1])
         return compiled
 
     @property
     def uses_treelite(self) -> bool:
         return self._trees is not None
+
+    @property
+    def runtime(self) -> str:
+        """What scores the trees: native (compiled), gtil (small batches; the estimator past them) or estimator."""
+        if self._native is not None:
+            return "native"
+        return "gtil" if self._trees is not None else "estimator"
+
+    def start_native(self, cache_dir: Path) -> threading.Thread | None:
+        """``compile_native`` now when the library is in the cache (milliseconds), else on a thread of its own,
+        returned, while this model scores as before."""
+        if self._treelite_model is None or self._probe is None:
+            return None
+        if library_path(self._treelite_model, cache_dir).is_file():
+            self.compile_native(cache_dir)
+            return None
+        thread = threading.Thread(target=self.compile_native, args=(cache_dir,), name="native-trees", daemon=True)
+        thread.start()
+        return thread
+
+    def compile_native(self, cache_dir: Path) -> bool:
+        """Compile the trees to a shared library (or load it from ``cache_dir``), check it against the probe and
+        switch every batch size to it. Slow the first time (seconds): call it off the request path. False, with
+        the reason logged, when it cannot be done here; scoring goes on as before."""
+        if self._treelite_model is None or self._probe is None:
+            return False
+        try:
+            trees = NativeTrees(compile_library(self._treelite_model, cache_dir))
+        except NativeUnavailableError as exc:
+            log.warning("native tree scoring unavailable, staying with %s: %s", self.runtime, exc)
+            return False
+        columns, expected = self._probe
+        n = len(expected)
+        got = trees(self.matrix(columns, n))
+        if got.shape != expected.shape or float(np.max(np.abs(got - expected))) > AGREEMENT:
+            log.warning("native trees %s disagree with the Pipeline on the probe; not used", trees.library.name)
+            return False
+        self._native = trees
+        log.info("native tree scoring from %s", trees.library)
+        return True
 
     def matrix(self, columns: Mapping[str, Any], n: int) -> np.ndarray:
         parts = [block(columns, n) for block in self._blocks]
@@ -198,6 +251,9 @@ class CompiledModel:
 
     def probability(self, columns: Mapping[str, Any], n: int) -> np.ndarray:
         x = self.matrix(columns, n)
+        native = self._native
+        if native is not None:
+            return native(x)
         if self._trees is not None and n <= GTIL_MAX_ROWS:
             return np.asarray(self._trees(x), dtype="float64").reshape(n)
         return np.asarray(self._estimator.predict_proba(x)[:, 1], dtype="float64")
@@ -219,20 +275,25 @@ class CompiledModel:
         return all(float(np.max(np.abs(got - want))) <= AGREEMENT for got, want in checks)
 
 
-def _treelite(estimator: Any) -> Callable[[np.ndarray], np.ndarray] | None:
-    """Treelite's GTIL predictor for a gradient-boosted model, or None. The GTIL configuration (a JSON parse in
-    C++) is made once here rather than on every call as ``treelite.gtil.predict`` does; when this treelite has no
-    such entry point the public function is used."""
+def _treelite(estimator: Any) -> Any | None:
+    """Treelite's model of a gradient-boosted estimator, or None."""
     if not isinstance(estimator, HistGradientBoostingClassifier):
         return None
     try:
-        import treelite.gtil
         import treelite.sklearn
 
-        model = treelite.sklearn.import_model(estimator)
+        return treelite.sklearn.import_model(estimator)
     except Exception as exc:  # a model treelite cannot import still scores through the estimator
         log.warning("treelite could not import the model (%s); small batches use the estimator", exc)
         return None
+
+
+def _gtil(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """Treelite's GTIL predictor. The GTIL configuration (a JSON parse in C++) is made once here rather than on
+    every call as ``treelite.gtil.predict`` does; when this treelite has no such entry point the public function
+    is used."""
+    import treelite.gtil
+
     try:
         from treelite.gtil.gtil import GTILConfig, _predict_impl
 

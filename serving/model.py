@@ -37,6 +37,11 @@ class ServedModel:
     medians: dict[str, float] = field(default_factory=dict)  # training medians of numeric features, for reasons
     compiled: CompiledModel | None = None  # the same arithmetic without pandas; None when it could not be built
 
+    @property
+    def runtime(self) -> str:
+        """What computes the scores: native, gtil or estimator (serving/compiled.py), or pipeline."""
+        return self.compiled.runtime if self.compiled is not None else "pipeline"
+
     def probability(self, columns: Mapping[str, Any], n: int) -> np.ndarray:
         """Fraud probability for ``n`` transactions given as columns (arrays or lists, keyed by feature name)."""
         if self.compiled is not None:
@@ -70,6 +75,8 @@ def load_model(settings: Settings, client: MlflowClient, alias: str, version: in
     compiled = CompiledModel.build(pipeline)
     if compiled is None:
         log.warning("%s v%s scores through its Pipeline: the compiled path does not cover it", mv.name, mv.version)
+    elif settings.native_trees:
+        compiled.start_native(settings.native_model_dir)
     model = ServedModel(
         version=int(mv.version),
         pipeline=pipeline,

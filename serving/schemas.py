@@ -89,4 +89,7 @@ class Readiness(BaseModel):
     redis: str
     model: str
     model_version: int | None
+    model_runtime: str | None = Field(
+        default=None, description="What computes the scores: native (compiled trees), gtil, estimator or pipeline."
+    )
     challenger: str = Field(default="none", description="The canary's challenger, if any; never affects readiness.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, field_validator
@@ -58,6 +59,14 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a lone request waits for company. 0: none; under load, requests that arrive while a "
         "batch is scored form the next batch by themselves.",
+    )
+    native_trees: bool = Field(
+        default=True,
+        description="Compile tree models to a shared library (TL2cgen + gcc) after loading; off: Treelite's GTIL.",
+    )
+    native_model_dir: Path = Field(
+        default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skewless/native",
+        description="Cache of compiled tree models, named by a hash of the model.",
     )
     model_alias: str = "champion"
     model_poll_seconds: float = Field(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from sklearn.preprocessing import PolynomialFeatures
 from threadpoolctl import threadpool_limits
 
 from serving.compiled import GTIL_MAX_ROWS, CompiledModel
+from serving.native import NativeTrees, compile_library, library_path
 from training.model import FeatureKinds, candidate_models
 
 KINDS = FeatureKinds(numeric=["amount", "orders", "always_missing", "ratio"], categorical=["country", "channel"])
@@ -63,6 +66,33 @@ def test_compiled_probabilities_equal_the_pipeline(fitted: dict[str, Pipeline], 
             columns = {c: part[c].tolist() for c in part.columns}  # lists holding None, as the scorer builds them
             got = compiled.probability(columns, rows)
             np.testing.assert_allclose(got, expected[:rows], rtol=0, atol=1e-12)
+
+
+def test_native_trees_equal_the_pipeline(fitted: dict[str, Pipeline], tmp_path: Path) -> None:
+    """The trees compiled to a shared library give the Pipeline's probabilities at every batch size, come from the
+    cache the second time, and read NaN as missing the way the estimator does."""
+    pipeline = fitted["hist_gradient_boosting"]
+    compiled = CompiledModel.build(pipeline)
+    assert compiled is not None and compiled.runtime == "gtil"
+    assert compiled.compile_native(tmp_path), "gcc is on this machine: the model must compile"
+    assert compiled.runtime == "native"
+    frame, _ = _frame(300, seed=5)
+    frame.loc[7, "country"] = "never-seen"
+    expected = pipeline.predict_proba(frame[list(pipeline.feature_names_in_)])[:, 1]
+    for rows in (1, 8, 300):
+        part = frame.head(rows)
+        got = compiled.probability({c: part[c].tolist() for c in part.columns}, rows)
+        np.testing.assert_allclose(got, expected[:rows], rtol=0, atol=1e-12)
+
+    estimator = pipeline.steps[1][1]
+    library = library_path(compiled._treelite_model, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [library.name], "one library, no partial files left"
+    assert compile_library(compiled._treelite_model, tmp_path) == library  # from the cache
+    x = pipeline.steps[0][1].transform(frame)
+    x[::3, 0] = np.nan  # the trees' own missing-value branches, which imputation normally keeps them from
+    np.testing.assert_allclose(NativeTrees(library)(x), estimator.predict_proba(x)[:, 1], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="columns"):
+        NativeTrees(library)(x[:, :-1])
 
 
 def test_shapes_it_does_not_know_are_refused(fitted: dict[str, Pipeline]) -> None:
