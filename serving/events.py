@@ -8,7 +8,6 @@ buffer and go out with the next send that works; shutdown sends what is left.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import deque
@@ -16,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from pydantic_core import to_json
 
 from serving.scoring import Decision
 
@@ -31,7 +31,7 @@ class DecisionLog:
         self._stream = stream
         self._maxlen = maxlen
         self._handed: deque[tuple[list[Decision], list[dict[str, Any]], float, str]] = deque()
-        self._pending: deque[str] = deque(maxlen=MAX_BUFFERED)
+        self._pending: deque[bytes] = deque(maxlen=MAX_BUFFERED)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -83,7 +83,7 @@ class DecisionLog:
                         "latency_ms": latency_s * 1000,
                     }
                 )
-                self._pending.append(json.dumps(record, default=str))
+                self._pending.append(to_json(record, fallback=str))  # pydantic's serializer: 6x json.dumps
 
     def flush(self) -> bool:
         """Send what is waiting. False (and kept for later) when Redis does not take it."""

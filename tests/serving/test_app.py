@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from feature_repo.windows import service_windows
 from serving.app import create_app
+from serving.schemas import BatchResponse, ScoreResponse
 from skewless.store import feature_service, open_store
 from tests.serving.conftest import ServedRepo
 
@@ -52,6 +53,8 @@ def test_score_answers_with_the_contract(client: TestClient, served_repo: Served
     reply = client.post("/score", json=txn)
     assert reply.status_code == 200, reply.text
     body = reply.json()
+    ScoreResponse.model_validate(body, strict=True)  # the answer is serialized without the model: check it here
+    assert set(body) == set(ScoreResponse.model_fields)
     assert body["txn_id"] == txn["txn_id"]
     assert 0 <= body["risk_score"] <= 1
     assert body["recommendation"] in {"block", "review", "approve"}
@@ -64,11 +67,19 @@ def test_served_features_and_scores_equal_feast_and_the_model_offline(
 ) -> None:
     """What the service reads equals Feast's get_online_features; its score equals predict_proba offline."""
     transactions = _latest_transactions(served_repo, 20)
-    replies = client.post("/score/batch", json={"transactions": transactions}).json()["results"]
+    batch = client.post("/score/batch", json={"transactions": transactions}).json()
+    BatchResponse.model_validate(batch, strict=True)
+    replies = batch["results"]
     app = client.app
     decisions = app.state.service.scorer.score(  # type: ignore[attr-defined]
         [{**t, "event_timestamp": pd.Timestamp(t["timestamp"])} for t in transactions]
     )
+    # One at a time the reads take the other path (an HMGET per key rather than one script call per entity
+    # type); retries of recorded transactions, so the windowed features are answered as of the first time.
+    for t, decision in list(zip(transactions, decisions, strict=True))[:3]:
+        alone = app.state.service.scorer.score([{**t, "event_timestamp": pd.Timestamp(t["timestamp"])}])  # type: ignore[attr-defined]
+        assert alone[0].features == decision.features
+        assert alone[0].risk_score == pytest.approx(decision.risk_score, abs=1e-12)
     store = open_store(served_repo.root)
     rows = [
         {**{k: t[k] for k in ("user_id", "device_id", "merchant_id", "amount", "country", "channel")},
