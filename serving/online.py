@@ -48,6 +48,11 @@ class _ViewRead:
     fields: list[bytes]  # murmur3 field names, then the timestamp field
     ttl: timedelta | None
 
+    @property
+    def ttl_seconds(self) -> float:
+        """0: no TTL (Feast's meaning of a zero or absent one)."""
+        return max(self.ttl.total_seconds(), 0.0) if self.ttl is not None else 0.0
+
 
 @dataclass
 class EntityFeatures:
@@ -195,59 +200,72 @@ class OnlineFeatures:
                 if isinstance(reply, Exception):
                     raise DependencyUnavailableError(f"online store (Redis) refused the read: {reply}")
         now_s = (now or datetime.now(UTC)).timestamp()
-        replies = {
-            (join_key, value): raw
+        entities = {
+            (join_key, value): self._entity(join_key, raw, now_s)
             for (join_key, values), group in zip(by_key.items(), groups, strict=True)
             for value, raw in zip(values, group, strict=True)
         }
-        decoded: dict[tuple[str, Any], list[tuple[_ViewRead, list[Any] | None, float | None]]] = {
-            entity: self._decode_views(entity[0], raw) for entity, raw in replies.items()
-        }
+        if len(self._by_key) == 1:
+            (join_key,) = self._by_key
+            return [EntityFeatures(*_copy(entities[(join_key, row[join_key])])) for row in rows]
         results = []
         for row in rows:
+            parts = [entities[(join_key, row[join_key])] for join_key in self._by_key]
             values: dict[str, Any] = {}
-            missing: list[str] = []
-            stale: list[str] = []
-            unknown: list[str] = []
             ages: dict[str, float] = {}
-            for join_key in self._by_key:
-                for read, view_values, written_at in decoded[(join_key, row[join_key])]:
-                    if view_values is None:
-                        if read.entity not in unknown:
-                            unknown.append(read.entity)
-                        values.update(dict.fromkeys(read.features))
-                        missing.extend(read.features)
-                        continue
-                    age = now_s - written_at  # type: ignore[operator]
-                    ages[read.view] = age
-                    if read.ttl is not None and read.ttl.total_seconds() > 0 and age > read.ttl.total_seconds():
-                        # Past the view's TTL training would have seen nothing, so serving uses nothing either.
-                        values.update(dict.fromkeys(read.features))
-                        stale.extend(read.features)
-                        continue
-                    for name, value in zip(read.features, view_values, strict=True):
-                        values[name] = value
-                        if value is None:
-                            missing.append(name)
-            results.append(EntityFeatures(values, missing, stale, unknown, ages))
+            for part in parts:
+                values.update(part[0])
+                ages.update(part[4])
+            results.append(
+                EntityFeatures(
+                    values,
+                    [name for part in parts for name in part[1]],
+                    [name for part in parts for name in part[2]],
+                    [name for part in parts for name in part[3]],
+                    ages,
+                )
+            )
         return results
 
-    def _decode_views(
-        self, join_key: str, raw: list[bytes | None]
-    ) -> list[tuple[_ViewRead, list[Any] | None, float | None]]:
-        out = []
+    def _entity(self, join_key: str, raw: list[bytes | None], now_s: float) -> _Part:
+        """One entity's stored features from its HMGET reply: values, missing, stale, unknown entities, ages."""
+        values: dict[str, Any] = {}
+        missing: list[str] = []
+        stale: list[str] = []
+        unknown: list[str] = []
+        ages: dict[str, float] = {}
         at = 0
         for read in self._by_key[join_key]:
             blobs = raw[at : at + len(read.fields)]
             at += len(read.fields)
             ts_raw = blobs[-1]
             if not ts_raw:
-                out.append((read, None, None))
+                if read.entity not in unknown:
+                    unknown.append(read.entity)
+                values.update(dict.fromkeys(read.features))
+                missing.extend(read.features)
                 continue
-            ts = Timestamp()
-            ts.ParseFromString(ts_raw)
-            out.append((read, self._decoder.many(blobs[:-1]), ts.seconds + ts.nanos / 1e9))
-        return out
+            age = now_s - self._decoder.timestamp(ts_raw)
+            ages[read.view] = age
+            ttl = read.ttl_seconds
+            if ttl and age > ttl:
+                # Past the view's TTL training would have seen nothing, so serving uses nothing either.
+                values.update(dict.fromkeys(read.features))
+                stale.extend(read.features)
+                continue
+            decoded = self._decoder.many(blobs[:-1])
+            values.update(zip(read.features, decoded, strict=True))
+            if None in decoded:
+                missing.extend(name for name, value in zip(read.features, decoded, strict=True) if value is None)
+        return values, missing, stale, unknown, ages
+
+
+_Part = tuple[dict[str, Any], list[str], list[str], list[str], dict[str, float]]
+
+
+def _copy(part: _Part) -> _Part:
+    """A row's own copy of an entity's part (two rows of one entity must not share mutable values)."""
+    return dict(part[0]), list(part[1]), list(part[2]), list(part[3]), dict(part[4])
 
 
 class _Decoder:
@@ -263,10 +281,24 @@ class _Decoder:
     def __init__(self) -> None:
         self._proto = ValueProto()
         self._cache: dict[bytes, Any] = {}
+        self._times: dict[bytes, float] = {}
 
     def many(self, blobs: list[bytes | None]) -> list[Any]:
         cache = self._cache
         return [cache[b] if b in cache else self(b) for b in blobs]
+
+    def timestamp(self, blob: bytes) -> float:
+        """A ``_ts:<view>`` field (a protobuf Timestamp) as epoch seconds; remembered, since a materialization
+        writes one event time for many entities."""
+        seconds = self._times.get(blob)
+        if seconds is None:
+            ts = Timestamp()
+            ts.ParseFromString(blob)
+            seconds = ts.seconds + ts.nanos / 1e9
+            if len(self._times) >= self.MAX_CACHED:
+                self._times.clear()
+            self._times[blob] = seconds
+        return seconds
 
     def __call__(self, blob: bytes | None) -> Any:
         if not blob:
