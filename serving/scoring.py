@@ -24,6 +24,9 @@ from skewless.errors import DependencyUnavailableError
 from skewless.store import feature_service
 from training.evaluate import decide
 
+# A reason must lower the score by more than this: below it, the difference is rounding between two predictions.
+REASON_MIN_DROP = 1e-9
+
 
 @dataclass
 class Decision:
@@ -170,7 +173,8 @@ class Scorer:
         """For flagged transactions: the numeric features whose typical value would lower the score most.
 
         Each candidate feature is set to its training median, one at a time, in one batched prediction; the
-        biggest drops are the reasons. Approved transactions get none, which keeps the common path cheap.
+        biggest drops are the reasons. A feature already at its median cannot lower the score and is not tried.
+        Approved transactions get none, which keeps the common path cheap.
         """
         out: list[list[str]] = [[] for _ in range(len(scores))]
         flagged = np.flatnonzero(actions != "approve")
@@ -179,24 +183,37 @@ class Scorer:
             return out
         descriptions = self._service_parts(model.feature_service).descriptions
         rows = {name: [columns[name][i] for i in flagged] for name in model.features}
-        variants = {
-            name: [
-                v
-                for candidate in names
-                for v in ([model.medians[name]] * len(flagged) if candidate == name else values)
-            ]
-            for name, values in rows.items()
-        }
-        varied = model.probability(variants, len(names) * len(flagged)).reshape(len(names), len(flagged))
-        drops = scores[flagged][None, :] - varied
+        # (candidate k, flagged row j) pairs worth a prediction, and per candidate where its pairs sit
+        tried: list[tuple[int, int]] = []
+        at: dict[str, list[int]] = {name: [] for name in names}
+        for j in range(len(flagged)):
+            for k, name in enumerate(names):
+                if not _at_median(rows[name][j], model.medians[name]):
+                    at[name].append(len(tried))
+                    tried.append((k, j))
+        drops = np.zeros((len(names), len(flagged)))  # untried pairs: no change
+        if tried:
+            ks, js = (np.array(part) for part in zip(*tried, strict=True))
+            variants = {name: [values[j] for j in js.tolist()] for name, values in rows.items()}
+            for name, positions in at.items():
+                column = variants[name]
+                for position in positions:
+                    column[position] = model.medians[name]
+            drops[ks, js] = scores[flagged][js] - model.probability(variants, len(tried))
         for j, row_index in enumerate(flagged):
-            best = np.argsort(-drops[:, j])[: self._reasons_count]
+            best = np.argsort(-drops[:, j], kind="stable")[: self._reasons_count]
             out[row_index] = [
                 _reason_text(names[k], rows[names[k]][j], model.medians[names[k]], descriptions)
                 for k in best
-                if drops[k, j] > 0
+                if drops[k, j] > REASON_MIN_DROP
             ]
         return out
+
+
+def _at_median(value: Any, median: float) -> bool:
+    """True when setting the feature to its median would change nothing (missing values are not: imputation
+    fills them, but their missing indicator would change)."""
+    return isinstance(value, int | float | np.integer | np.floating) and value == median
 
 
 def _on_demand(view: Any, columns: Columns) -> Columns:

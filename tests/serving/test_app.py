@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 from feature_repo.windows import service_windows
 from serving.app import create_app
 from serving.schemas import BatchResponse, ScoreResponse
+from serving.scoring import REASON_MIN_DROP, _reason_text
 from skewless.store import feature_service, open_store
 from tests.serving.conftest import ServedRepo
 
@@ -207,3 +209,34 @@ def test_fail_policy_answers_when_redis_is_down(served_repo: ServedRepo) -> None
         body = reply.json()
         assert body["recommendation"] == "review" and body["risk_score"] is None
         assert body["policy"].startswith("fail policy review")
+
+
+def test_reasons_are_the_features_whose_median_lowers_the_score_most(
+    client: TestClient, served_repo: ServedRepo
+) -> None:
+    """Reasons match the brute-force definition on the registered Pipeline: each numeric feature of the served
+    vector set to its training median alone, the biggest drops first (the service skips features already there)."""
+    service = client.app.state.service  # type: ignore[attr-defined]
+    scorer, model = service.scorer, service.models.current
+    rows = []
+    for i, t in enumerate(_latest_transactions(served_repo, 12)):
+        odd = {"device_id": 10**9 + i, "country": "NG", "channel": "web", "amount": t["amount"] * 40}
+        rows.append({**t, **odd, "txn_id": f"{t['txn_id']}-reasons", "event_timestamp": pd.Timestamp(t["timestamp"])})
+    columns, stored = scorer.features(rows, model)
+    decisions = scorer.decisions(rows, columns, stored, model)
+    flagged = [d for d in decisions if d.recommendation != "approve"]
+    assert flagged, "takeover-like payments must be flagged"
+    descriptions = scorer._service_parts(model.feature_service).descriptions
+    names = [n for n in model.features if n in model.medians]
+    for decision in flagged:
+        served = pd.DataFrame([decision.features], dtype="object")[model.features]
+        base = model.pipeline.predict_proba(served)[0, 1]
+        varied = pd.concat([served.assign(**{name: model.medians[name]}) for name in names], ignore_index=True)
+        drops = base - model.pipeline.predict_proba(varied)[:, 1]
+        order = [k for k in np.argsort(-drops, kind="stable") if drops[k] > REASON_MIN_DROP][
+            : served_repo.settings.reasons_count
+        ]
+        expected = [
+            _reason_text(names[k], decision.features[names[k]], model.medians[names[k]], descriptions) for k in order
+        ]
+        assert decision.reasons == expected
