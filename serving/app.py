@@ -7,6 +7,7 @@ answers 503 with the reason (or the configured fail policy), and recovers by its
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -205,6 +206,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             inline=settings.microbatch_inline,
         )
         threadpool_limits(settings.train_threads)
+        # The loop shares the GIL with the decision-log, poller and batch threads; by default a thread that holds
+        # it keeps it up to 5 ms, which showed up as a 4-5 ms p99 for single requests.
+        sys.setswitchinterval(settings.gil_switch_ms / 1000)
         service.batcher.start()
         service.decisions.start()
         app.state.service = service

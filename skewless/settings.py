@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         description="How long a lone request waits for company. 0: none; under load, requests that arrive while a "
         "batch is scored form the next batch by themselves.",
     )
+    gil_switch_ms: float = Field(
+        default=0.5,
+        gt=0,
+        description="Python's thread switch interval in the service (default 5 ms): how long the request loop can "
+        "wait for the GIL while the decision-log or model-poller thread holds it.",
+    )
     native_trees: bool = Field(
         default=True,
         description="Compile tree models to a shared library (TL2cgen + gcc) after loading; off: Treelite's GTIL.",
