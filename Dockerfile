@@ -21,6 +21,8 @@ COPY serving ./serving
 COPY validation ./validation
 COPY release ./release
 COPY monitoring ./monitoring
+# gcc: the service compiles the model's trees to a shared library (serving/native.py); without it, GTIL scores.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 RUN pip install . \
     && useradd --create-home --uid 10001 skewless \
     && mkdir -p /app/data \

@@ -88,6 +88,17 @@ def _wait(url: str, timeout: float = 120) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def _wait_runtime(url: str, timeout: float = 180) -> str:
+    """The service scores with GTIL until its tree model is compiled (seconds, once per model): wait for that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            runtime = str(json.load(reply).get("model_runtime"))
+        if runtime != "gtil" or time.monotonic() > deadline:
+            return runtime
+        time.sleep(0.5)
+
+
 def _wrk(url: str, bodies: list[str], path: str, connections: int, seconds: int) -> dict:
     lua = LUA.replace("{BODIES}", "{" + ",".join(json.dumps(b) for b in bodies) + "}") % path
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
@@ -115,15 +126,17 @@ def _run_server(cmd: list[str], ready_url: str, env: dict | None = None) -> subp
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=1, help="server processes, the same for all three")
     args = parser.parse_args()
     txns = _transactions(200)
     score_bodies = [json.dumps(t) for t in txns]
     feast_bodies = [json.dumps(_feast_body(t)) for t in txns]
     feast_port, score_port, bare_port = _port(), _port(), _port()
     feast_cmd = [str(BIN / "feast"), "serve", "--host", "127.0.0.1", "--port", str(feast_port)]
-    feast_cmd += ["--workers", "1", "--no-access-log"]
-    score_cmd = [str(BIN / "skewless"), "serve", "--port", str(score_port), "--workers", "1"]
-    bare_cmd = [str(BIN / "uvicorn"), "bench.bare_app:app", "--port", str(bare_port)]
+    workers = str(args.workers)
+    feast_cmd += ["--workers", workers, "--no-access-log"]
+    score_cmd = [str(BIN / "skewless"), "serve", "--port", str(score_port), "--workers", workers]
+    bare_cmd = [str(BIN / "uvicorn"), "bench.bare_app:app", "--port", str(bare_port), "--workers", workers]
     bare_cmd += ["--no-access-log", "--log-level", "warning"]
     targets = [
         ("feast serve (features only)", feast_cmd, feast_port, "/get-online-features", feast_bodies, "/health"),
@@ -136,6 +149,9 @@ def main() -> int:
         base = f"http://127.0.0.1:{port}"
         proc = _run_server(cmd, base + ready)
         try:
+            if ready == "/ready":
+                runtime = _wait_runtime(base + ready)
+                print(f"{name}: model runtime {runtime}")
             _wrk(base, bodies, path, 8, 2)  # warm-up
             results[name] = {c: _wrk(base, bodies, path, c, args.seconds) for c in (1, 8)}
             if path == "/score" and "skewless" in name:
@@ -154,7 +170,8 @@ def main() -> int:
             proc.terminate()
             proc.wait(timeout=30)
     feast = results["feast serve (features only)"]
-    print(f"\n{'target':<38}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs feast':>10}")
+    print(f"\n{args.workers} worker process(es) per server")
+    print(f"{'target':<38}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs feast':>10}")
     for name, by_conc in results.items():
         for conc, r in by_conc.items():
             ratio = r["rps"] / feast[conc]["rps"]
