@@ -32,7 +32,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from feature_repo.transformations import as_float
-from serving.native import NativeTrees, NativeUnavailableError, compile_library, library_path
+from serving.native import NativeTrees, compile_library, library_path
 from training.model import as_category
 from training.model import as_float as frame_as_float
 
@@ -230,14 +230,13 @@ class CompiledModel:
         the reason logged, when it cannot be done here; scoring goes on as before."""
         if self._treelite_model is None or self._probe is None:
             return False
+        columns, expected = self._probe
         try:
             trees = NativeTrees(compile_library(self._treelite_model, cache_dir))
-        except NativeUnavailableError as exc:
+            got = trees(self.matrix(columns, len(expected)))
+        except Exception as exc:  # never worse than before: the model keeps scoring as it did
             log.warning("native tree scoring unavailable, staying with %s: %s", self.runtime, exc)
             return False
-        columns, expected = self._probe
-        n = len(expected)
-        got = trees(self.matrix(columns, n))
         if got.shape != expected.shape or float(np.max(np.abs(got - expected))) > AGREEMENT:
             log.warning("native trees %s disagree with the Pipeline on the probe; not used", trees.library.name)
             return False

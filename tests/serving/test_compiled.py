@@ -95,6 +95,20 @@ def test_native_trees_equal_the_pipeline(fitted: dict[str, Pipeline], tmp_path: 
         NativeTrees(library)(x[:, :-1])
 
 
+def test_a_damaged_cached_library_leaves_the_model_scoring_as_before(
+    fitted: dict[str, Pipeline], tmp_path: Path
+) -> None:
+    pipeline = fitted["hist_gradient_boosting"]
+    compiled = CompiledModel.build(pipeline)
+    assert compiled is not None
+    library_path(compiled._treelite_model, tmp_path).write_bytes(b"not a shared library")
+    assert not compiled.compile_native(tmp_path)
+    assert compiled.runtime == "gtil"
+    frame, _ = _frame(5, seed=6)
+    got = compiled.probability({c: frame[c].tolist() for c in frame.columns}, 5)
+    np.testing.assert_allclose(got, pipeline.predict_proba(frame)[:, 1], rtol=0, atol=1e-12)
+
+
 def test_shapes_it_does_not_know_are_refused(fitted: dict[str, Pipeline]) -> None:
     """A step the compiler has no rule for: no compiled model, so the caller keeps scoring with the Pipeline."""
     preprocess = ColumnTransformer([("poly", PolynomialFeatures(2), ["amount", "ratio"])])
