@@ -95,19 +95,19 @@ demo: install redis clean
 	$(BIN)/skewless deploy --version candidate
 	$(BIN)/skewless models
 	@echo "--- zero skew: the last raw day sent through /score one payment at a time, then rebuilt offline ---"
-	@$(BIN)/skewless serve --port $(DEMO_PORT) & pid=$$!; trap "kill $$pid 2>/dev/null; wait $$pid 2>/dev/null" EXIT; \
+	@$(BIN)/skewless serve --port $(DEMO_PORT) & pid=$$!; trap "kill $$pid 2>/dev/null; wait $$pid 2>/dev/null || true" EXIT; \
 	$(WAIT_READY); \
 	$(BIN)/skewless replay --day $(call RAW_DAY,2) --warm-only --reset-realtime && \
 	$(BIN)/skewless replay --url http://127.0.0.1:$(DEMO_PORT) --day $(call RAW_DAY,1) --one-by-one && \
 	$(READY) && $(BIN)/skewless worker --once && $(BIN)/skewless skew --since $(call RAW_DAY,1)
 	$(BIN)/feast materialize-incremental $$(date -u +%Y-%m-%dT%H:%M:%S)
 	@echo "--- scoring service: start, score a few recent transactions, log the decisions ---"
-	@$(BIN)/skewless serve --port $(DEMO_PORT) & pid=$$!; trap "kill $$pid 2>/dev/null; wait $$pid 2>/dev/null" EXIT; \
+	@$(BIN)/skewless serve --port $(DEMO_PORT) & pid=$$!; trap "kill $$pid 2>/dev/null; wait $$pid 2>/dev/null || true" EXIT; \
 	$(WAIT_READY); \
 	$(BIN)/skewless score-sample --url http://127.0.0.1:$(DEMO_PORT) && $(BIN)/skewless worker --once
 	@echo "--- monitoring: two raw days replayed through the service, the second with drift injected ---"
 	@echo "    (older users, amounts doubled, half the payments with a placeholder country)"
-	@$(BIN)/skewless serve --port $(DEMO_PORT) & pid=$$!; trap "kill $$pid 2>/dev/null; wait $$pid 2>/dev/null" EXIT; \
+	@$(BIN)/skewless serve --port $(DEMO_PORT) & pid=$$!; trap "kill $$pid 2>/dev/null; wait $$pid 2>/dev/null || true" EXIT; \
 	$(WAIT_READY); \
 	$(BIN)/skewless replay --day $(call RAW_DAY,4) --warm-only --reset-realtime && \
 	$(BIN)/skewless replay --url http://127.0.0.1:$(DEMO_PORT) --day $(call RAW_DAY,3) && \
@@ -119,7 +119,7 @@ demo: install redis clean
 	$(BIN)/python -c "$$MONITOR_CHECK"
 	@echo "--- release: a retrain promoted by its canary, then a deliberately bad challenger rolled back by it ---"
 	@set -eo pipefail; SKEWLESS_CANARY_SHARE=0.5 $(BIN)/skewless serve --port $(DEMO_PORT) & pid=$$!; \
-	trap "kill $$pid 2>/dev/null; wait $$pid 2>/dev/null" EXIT; $(WAIT_READY); \
+	trap "kill $$pid 2>/dev/null; wait $$pid 2>/dev/null || true" EXIT; $(WAIT_READY); \
 	$(BIN)/skewless retrain --seed 1; \
 	$(BIN)/skewless canary replay --url http://127.0.0.1:$(DEMO_PORT) --n 2500; \
 	$(BIN)/skewless canary watch --until-decided --timeout 300 | tee data/reports/canary-retrain.txt; \
