@@ -53,15 +53,16 @@ class Service:
         started = time.perf_counter()
         decisions = self.canary.score(transactions) if self.canary else self.scorer.score(transactions)
         elapsed = time.perf_counter() - started
-        self.metrics.batch_size.observe(len(transactions))
+        metrics = self.metrics
+        metrics.batch_size.observe(len(transactions))
         for d in decisions:
             version = str(d.model_version)
-            self.metrics.scores.labels(version).observe(d.risk_score)
-            self.metrics.recommendations.labels(d.recommendation, version).inc()
+            metrics.child(metrics.scores, version).observe(d.risk_score)
+            metrics.child(metrics.recommendations, d.recommendation, version).inc()
             for name in d.missing_features + d.stale_features:
-                self.metrics.missing_features.labels(name).inc()
+                metrics.child(metrics.missing_features, name).inc()
             for view, age in d.feature_ages.items():
-                self.metrics.feature_age.labels(view).observe(age)
+                metrics.child(metrics.feature_age, view).observe(age)
         self.decisions.append(decisions, transactions, elapsed)
         self.metrics.decision_log_buffered.set(self.decisions.buffered)
         return decisions
@@ -137,6 +138,9 @@ def _json(body: dict[str, Any]) -> Response:
     return Response(to_json(body), media_type="application/json")
 
 
+_TIMED = frozenset({"/score", "/score/batch"})
+
+
 class _ScoreTiming:
     """Latency and status of the scoring endpoints, as plain ASGI (no per-request task or body copy)."""
 
@@ -146,7 +150,7 @@ class _ScoreTiming:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith("/score"):
+        if scope["type"] != "http" or path not in _TIMED:  # a label per path would grow with callers' typos
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -161,8 +165,8 @@ class _ScoreTiming:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            self.metrics.request_seconds.labels(path).observe(time.perf_counter() - started)
-            self.metrics.requests.labels(path, str(status)).inc()
+            self.metrics.child(self.metrics.request_seconds, path).observe(time.perf_counter() - started)
+            self.metrics.child(self.metrics.requests, path, str(status)).inc()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -187,7 +187,6 @@ class CanaryRouter:
         self._shadow_mode = settings.canary_mode == "shadow"
         self._limit = share_limit(settings.canary_share)
         self._metrics = metrics
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}  # labelled metrics: labels() costs microseconds
         metrics.canary_share.set(0.0 if self._shadow_mode else settings.canary_share)
 
     def challenger_state(self) -> str:
@@ -286,9 +285,9 @@ class CanaryRouter:
             d.shadow_model_ms = ms
             counts[s.recommendation] = counts.get(s.recommendation, 0) + 1
         version = str(challenger.version)
-        self._child(self._metrics.model_call_seconds, "shadow", version).observe(seconds)
+        self._metrics.child(self._metrics.model_call_seconds, "shadow", version).observe(seconds)
         for recommendation, k in counts.items():
-            self._child(self._metrics.shadow_recommendations, version, recommendation).inc(k)
+            self._metrics.child(self._metrics.shadow_recommendations, version, recommendation).inc(k)
         return decisions
 
     def _decide(
@@ -306,16 +305,9 @@ class CanaryRouter:
             d.model_ms = ms
             counts[d.recommendation] = counts.get(d.recommendation, 0) + 1
         version = str(model.version)
-        self._child(self._metrics.model_call_seconds, role, version).observe(seconds)
+        self._metrics.child(self._metrics.model_call_seconds, role, version).observe(seconds)
         for recommendation, k in counts.items():
-            self._child(self._metrics.decisions, role, version, recommendation).inc(k)
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+            self._metrics.child(self._metrics.decisions, role, version, recommendation).inc(k)
 
 
 def _take(values: Any, index: list[int]) -> Any:
