@@ -25,6 +25,7 @@ from feast.type_map import feast_value_type_to_python_type
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from feature_repo.windows import is_windowed
+from serving.pipeline_calls import send
 from skewless.errors import DependencyUnavailableError
 
 # HMGET of the same fields from many hashes in one command: one call per entity type per batch, however large.
@@ -151,20 +152,7 @@ class OnlineFeatures:
     def read(self, rows: list[dict[str, Any]], now: datetime | None = None) -> list[EntityFeatures]:
         """Stored features for each row (a dict holding the join keys), in the rows' order; one round trip."""
         prepared = self.prepare(rows)
-        for attempt in (1, 2):
-            try:
-                pipe = self._client.pipeline(transaction=False)
-                for command in prepared.commands:
-                    pipe.execute_command(*command)
-                replies = pipe.execute()
-                return prepared.results(replies, now)
-            except redis.exceptions.NoScriptError:
-                if attempt == 2:
-                    raise DependencyUnavailableError("online store (Redis) keeps refusing the read script") from None
-                self.load()
-            except redis.RedisError as exc:
-                raise DependencyUnavailableError(f"online store (Redis) unavailable: {exc}") from exc
-        raise AssertionError("unreachable")
+        return prepared.results(send(self._client, prepared.commands, "online store (Redis)", self.load), now)
 
     def load(self) -> None:
         """Load the read script into Redis (a restarted or flushed Redis forgets scripts)."""

@@ -32,6 +32,7 @@ from typing import Any
 import redis
 
 from feature_repo.windows import WindowedView, feature_types, service_windows
+from serving.pipeline_calls import send
 from serving.realtime_script import lua_script
 from skewless.errors import BadInputError, DependencyUnavailableError
 
@@ -112,7 +113,7 @@ class RealtimeAggregates:
         if not self._windows:
             return [{} for _ in transactions]
         batch = self.prepare(transactions)
-        return batch.results(self._run(batch.commands))
+        return batch.results(send(self._client, batch.commands, "real-time aggregates: Redis", self.load))
 
     def prepare(self, transactions: Sequence[Mapping[str, Any]]) -> PreparedBatch:
         """The batch's script calls, for a caller that sends them in a pipeline of its own (with its other reads,
@@ -157,26 +158,6 @@ class RealtimeAggregates:
                 f"transaction #{position}: {self._event_id} and {[key for _, key, _ in self._parts]} must be set"
             )
         return ts, ["EVALSHA", self._sha, len(keys), *keys, event_id, ts, *payloads]
-
-    def _run(self, commands: list[list[Any]]) -> list[list[Any]]:
-        if not commands:
-            return []
-        for attempt in (1, 2):
-            try:
-                pipe = self._client.pipeline(transaction=False)
-                for command in commands:
-                    pipe.execute_command(*command)
-                replies = pipe.execute(raise_on_error=False)
-            except redis.RedisError as exc:
-                raise DependencyUnavailableError(f"real-time aggregates: Redis unavailable: {exc}") from exc
-            errors = [r for r in replies if isinstance(r, Exception)]
-            if not errors:
-                return replies
-            if attempt == 1 and all(isinstance(e, redis.exceptions.NoScriptError) for e in errors):
-                self.load()  # Redis restarted or flushed its scripts; every recorded event stays idempotent
-                continue
-            raise DependencyUnavailableError(f"real-time aggregates: Redis refused the update: {errors[0]}")
-        raise AssertionError("unreachable")
 
 
 class PreparedBatch:

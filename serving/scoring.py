@@ -19,6 +19,7 @@ from feast import FeatureStore
 
 from serving.model import ModelHolder, ServedModel
 from serving.online import EntityFeatures, OnlineFeatures
+from serving.pipeline_calls import send
 from serving.realtime import RealtimeAggregates
 from skewless.errors import DependencyUnavailableError
 from skewless.store import feature_service
@@ -116,25 +117,17 @@ class Scorer:
         read = parts.online.prepare(transactions)
         record = parts.realtime.prepare(transactions) if parts.realtime.views else None
         commands = read.commands + (record.commands if record else [])
-        for attempt in (1, 2):
-            try:
-                pipe = self._client.pipeline(transaction=False)
-                for command in commands:
-                    pipe.execute_command(*command)
-                replies = pipe.execute(raise_on_error=False)
-            except redis.RedisError as exc:
-                raise DependencyUnavailableError(f"online store (Redis) unavailable: {exc}") from exc
-            if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
-                # Redis restarted or flushed its scripts: load them and send again (recording is idempotent).
-                parts.online.load()
-                if record:
-                    parts.realtime.load()
-                continue
-            n = len(read.commands)
-            stored = read.results(replies[:n], datetime.now(UTC))
-            windowed = record.results(replies[n:]) if record else [{} for _ in transactions]
-            return stored, windowed
-        raise AssertionError("unreachable")
+
+        def load() -> None:  # Redis restarted or flushed its scripts
+            parts.online.load()
+            if record:
+                parts.realtime.load()
+
+        replies = send(self._client, commands, "online store (Redis)", load)
+        n = len(read.commands)
+        stored = read.results(replies[:n], datetime.now(UTC))
+        windowed = record.results(replies[n:]) if record else [{} for _ in transactions]
+        return stored, windowed
 
     def score(self, transactions: list[dict[str, Any]], model: ServedModel | None = None) -> list[Decision]:
         model = model or self.model()
