@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import logging
 import os
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,6 @@ log = logging.getLogger(__name__)
 
 COMPILER = "gcc"
 COMPILER_OPTIONS = ["-O1"]
-# An Entry whose int member is -1 and double bytes otherwise zero: little-endian, the int is the low word.
-MISSING = 0xFFFFFFFF
 
 
 class NativeUnavailableError(RuntimeError):
@@ -41,11 +41,12 @@ class NativeTrees:
     """``trees(x)``: the model's probabilities for the float64 matrix ``x``, from the compiled library.
 
     Rows go straight to the generated ``predict(union Entry* row, int pred_margin, double* out)``, TL2cgen's C
-    interface for deployed models, one ctypes call a row: TL2cgen's Python ``Predictor`` spends about 40 µs per
-    call in wrappers around the same function. An ``Entry`` is a union of a double and an int flag (-1: missing),
-    8 bytes, so a row of float64 is already an array of entries; NaN is written as the missing flag, as
-    TL2cgen's own data matrix does. (TL2cgen's encoding also reads a present value whose low 32 bits are all
-    ones as missing; its Predictor shares that.)
+    interface for deployed models, through a loop in C compiled with them
+    (``ROWS_SOURCE``: TL2cgen's Python ``Predictor`` spends about 40 µs per call in wrappers around the same
+    function, and a ctypes call per row costs more than a row's trees). An ``Entry`` is a union of a double and
+    an int flag (-1: missing); NaN is written as the missing flag, as TL2cgen's own data matrix does.
+    (TL2cgen's encoding also reads a present value whose low 32 bits are all ones as missing; its Predictor
+    shares that.)
     """
 
     def __init__(self, library: Path) -> None:
@@ -64,8 +65,11 @@ class NativeTrees:
         lib.get_num_class(ctypes.byref(classes))
         if lib.get_num_target() != 1 or classes.value != 1:
             raise NativeUnavailableError(f"{library.name}: not a single-output binary model")
-        self._predict = lib.predict
-        self._predict.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+        try:
+            self._predict = lib.skewless_predict_rows
+        except AttributeError as exc:
+            raise NativeUnavailableError(f"{library.name} has no skewless_predict_rows") from exc
+        self._predict.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
         self._predict.restype = None
         self._features = int(lib.get_num_feature())
         self._lib = lib  # keeps the library loaded as long as this object lives
@@ -75,16 +79,38 @@ class NativeTrees:
         x = np.ascontiguousarray(x, dtype="float64")
         if x.ndim != 2 or x.shape[1] != self._features:
             raise ValueError(f"native trees take {self._features} columns, got shape {x.shape}")
-        missing = np.isnan(x)
-        if missing.any():
-            x = x.copy()
-            x.view(np.int64)[missing] = MISSING
-        n = len(x)
-        out = np.zeros(n, dtype="float64")
-        predict, row, step, result = self._predict, x.ctypes.data, x.strides[0], out.ctypes.data
-        for i in range(n):
-            predict(row + i * step, 0, result + 8 * i)
+        out = np.empty(len(x), dtype="float64")
+        self._predict(x.ctypes.data, len(x), out.ctypes.data)
         return out
+
+
+# Compiled with the generated trees: all rows in one call. NaN becomes the missing flag, as in TL2cgen's DMatrix.
+ROWS_SOURCE = """
+#include "header.h"
+
+void skewless_predict_rows(const double* x, int64_t n, double* out) {
+  const int32_t width = get_num_feature();
+  union Entry* row = (union Entry*)malloc(sizeof(union Entry) * (width > 0 ? width : 1));
+  if (row == NULL) {
+    for (int64_t i = 0; i < n; ++i) out[i] = NAN;
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const double* values = x + i * width;
+    for (int32_t j = 0; j < width; ++j) {
+      if (isnan(values[j])) {
+        row[j].fvalue = 0.0;
+        row[j].missing = -1;
+      } else {
+        row[j].fvalue = values[j];
+      }
+    }
+    out[i] = 0.0;
+    predict(row, 0, out + i);
+  }
+  free(row);
+}
+"""
 
 
 def library_path(model: Any, cache_dir: Path) -> Path:
@@ -92,6 +118,7 @@ def library_path(model: Any, cache_dir: Path) -> Path:
 
     digest = hashlib.sha256(model.serialize_bytes())
     digest.update(f"tl2cgen {tl2cgen.__version__} {COMPILER} {' '.join(COMPILER_OPTIONS)}".encode())
+    digest.update(ROWS_SOURCE.encode())
     return cache_dir / f"trees-{digest.hexdigest()[:32]}.so"
 
 
@@ -107,18 +134,24 @@ def compile_library(model: Any, cache_dir: Path) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.so")
     try:
-        # One compiler job (nthread=1): this runs beside a serving process and must leave it a core.
-        tl2cgen.export_lib(
-            model,
-            toolchain=COMPILER,
-            libpath=str(partial),
-            params={"parallel_comp": 4},
-            nthread=1,
-            options=COMPILER_OPTIONS,
-        )
+        with tempfile.TemporaryDirectory() as sources:
+            tl2cgen.generate_c_code(model, sources, params={"parallel_comp": 4})
+            _add_source(Path(sources), "skewless_rows", ROWS_SOURCE)
+            # One compiler job (nthread=1): this runs beside a serving process and must leave it a core.
+            built = tl2cgen.create_shared(COMPILER, sources, nthread=1, options=COMPILER_OPTIONS)
+            shutil.move(built, partial)
         os.replace(partial, path)
     except Exception as exc:
         raise NativeUnavailableError(f"TL2cgen could not compile the model: {exc}") from exc
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+def _add_source(sources: Path, name: str, code: str) -> None:
+    """One more C file in TL2cgen's build recipe, compiled and linked with the generated trees."""
+    (sources / f"{name}.c").write_text(code)
+    recipe_path = sources / "recipe.json"
+    recipe = json.loads(recipe_path.read_text())
+    recipe["sources"].append({"name": name, "length": code.count("\n")})
+    recipe_path.write_text(json.dumps(recipe))
