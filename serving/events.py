@@ -17,7 +17,9 @@ from typing import Any
 import redis
 from pydantic_core import to_json
 
+from serving.pipeline_calls import Channel
 from serving.scoring import Decision
+from skewless.errors import DependencyUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +29,8 @@ SEND_INTERVAL_S = 0.02
 
 class DecisionLog:
     def __init__(self, client: redis.Redis, stream: str, maxlen: int = 5_000_000) -> None:
-        self._client = client
-        self._stream = stream
-        self._maxlen = maxlen
+        self._channel = Channel(client, "decision stream (Redis)")
+        self._xadd: tuple[Any, ...] = ("XADD", stream, "MAXLEN", "~", maxlen, "*", "decision")
         self._handed: deque[tuple[list[Decision], list[dict[str, Any]], float, str]] = deque()
         self._pending: deque[bytes] = deque(maxlen=MAX_BUFFERED)
         self._lock = threading.Lock()
@@ -92,17 +93,19 @@ class DecisionLog:
             if not self._pending:
                 return True
             batch = list(self._pending)
+            commands = [(*self._xadd, payload) for payload in batch]
             try:
-                pipe = self._client.pipeline(transaction=False)
-                for payload in batch:
-                    pipe.xadd(self._stream, {"decision": payload}, maxlen=self._maxlen, approximate=True)
-                pipe.execute()
-            except redis.RedisError as exc:
-                log.warning("decision log: %d decisions buffered, Redis unavailable: %s", len(batch), exc)
+                replies = self._channel.send(commands)
+            except DependencyUnavailableError as exc:
+                log.warning("decision log: %d decisions buffered, %s", len(batch), exc)
                 return False
-            for _ in batch:
-                self._pending.popleft()
-            return True
+            refused = [r for r in replies if isinstance(r, Exception)]
+            kept = [payload for payload, r in zip(batch, replies, strict=True) if isinstance(r, Exception)]
+            self._pending.clear()
+            self._pending.extend(kept)
+            if refused:
+                log.warning("decision log: %d decisions buffered, Redis refused them: %s", len(kept), refused[0])
+            return not refused
 
 
 def _iso(value: Any) -> str:

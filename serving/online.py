@@ -25,7 +25,7 @@ from feast.type_map import feast_value_type_to_python_type
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from feature_repo.windows import is_windowed
-from serving.pipeline_calls import send
+from serving.pipeline_calls import Channel
 from skewless.errors import DependencyUnavailableError
 
 # HMGET of the same fields from many hashes in one command: one call per entity type per batch, however large.
@@ -95,6 +95,7 @@ class OnlineFeatures:
         self._project = store.project
         self._version = store.config.entity_key_serialization_version
         self._client = client
+        self._channel = Channel(client, "online store (Redis)")
         computed = {v.name for v in store.list_on_demand_feature_views()}
         computed |= {v.name for v in store.list_stream_feature_views() if is_windowed(v)}  # scored in real time
         self._reads: list[_ViewRead] = []
@@ -152,7 +153,7 @@ class OnlineFeatures:
     def read(self, rows: list[dict[str, Any]], now: datetime | None = None) -> list[EntityFeatures]:
         """Stored features for each row (a dict holding the join keys), in the rows' order; one round trip."""
         prepared = self.prepare(rows)
-        return prepared.results(send(self._client, prepared.commands, "online store (Redis)", self.load), now)
+        return prepared.results(self._channel.send(prepared.commands, self.load), now)
 
     def load(self) -> None:
         """Load the read script into Redis (a restarted or flushed Redis forgets scripts)."""

@@ -1,33 +1,118 @@
-"""One pipelined round trip to Redis, for the scoring path's reads and script calls.
+"""Pipelined round trips to Redis for the scoring path, on a connection each thread keeps.
+
+redis-py's ``Pipeline`` takes a connection from the pool and gives it back on every call, with retry and
+observability wrappers around both: measured here, about 70 µs of CPU per round trip beyond the round trip itself,
+more than Redis spends answering a transaction's reads. A ``Channel`` keeps one connection of the client's pool
+per thread and writes and reads the batch on it directly (still redis-py's connection, packer and hiredis parser).
 
 Scripts are called by their SHA (``EVALSHA``): a restarted or flushed Redis forgets them and answers
-``NoScriptError``. Then the caller's ``load`` puts them back and the commands are sent once more; every command
-sent here is a read or an idempotent update, so sending twice changes nothing.
+``NoScriptError``. Then the caller's ``load`` puts them back and the commands are sent once more; the scoring
+path's commands are reads and idempotent updates, so sending twice changes nothing. A connection Redis has closed
+(it restarted) fails before its first reply; it is reopened and the commands sent once more. One that breaks
+after some replies is not retried: those commands ran, and the decision log's XADDs must not run twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import redis
+from redis.connection import AbstractConnection
 
 from skewless.errors import DependencyUnavailableError
 
+T = TypeVar("T")
 
-def send(client: redis.Redis, commands: Sequence[Sequence[Any]], what: str, load: Callable[[], None]) -> list[Any]:
-    """The replies to ``commands``, in order; a command's error is its reply (callers check their own).
-    ``what`` names the store in the error when Redis cannot be reached."""
-    for attempt in (1, 2):
-        try:
-            pipe = client.pipeline(transaction=False)
-            for command in commands:
-                pipe.execute_command(*command)
-            replies = pipe.execute(raise_on_error=False)
-        except redis.RedisError as exc:
-            raise DependencyUnavailableError(f"{what} unavailable: {exc}") from exc
-        if not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
-            return replies
-        if attempt == 1:
+
+class Channel:
+    """Round trips to Redis, each one write of many commands. ``what`` names the store in the errors. Safe to share
+    between threads: each thread gets its own connection."""
+
+    def __init__(self, client: redis.Redis, what: str) -> None:
+        self._client = client
+        self._what = what
+        self._local = threading.local()
+
+    def _connection(self) -> AbstractConnection:
+        conn: AbstractConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = self._client.connection_pool.get_connection()
+            except redis.RedisError as exc:
+                raise DependencyUnavailableError(f"{self._what} unavailable: {exc}") from exc
+            self._local.conn = conn
+        return conn
+
+    def send(self, commands: Sequence[Sequence[Any]], load: Callable[[], None] | None = None) -> list[Any]:
+        """The replies to ``commands``, in order; a command's error is its reply (callers check their own).
+        ``load`` puts the scripts back when Redis has forgotten them."""
+        return self.exchange(commands, list, load)
+
+    def exchange(
+        self, commands: Sequence[Sequence[Any]], use: Callable[[Iterator[Any]], T], load: Callable[[], None] | None
+    ) -> T:
+        """``use(replies)``, where ``replies`` yields the replies in order, each read from the socket when it is
+        asked for: ``use`` works on the first ones while Redis is still running the rest. When a script was
+        missing (a ``NoScriptError`` reply, or ``use`` raising it), ``load`` puts the scripts back, the commands
+        are sent again and ``use`` is called again on the new replies."""
+        reloaded = reconnected = False
+        while True:
+            replies = _Replies(self._connection(), len(commands))
+            try:
+                # The health check PINGs only a connection idle longer than the client's health_check_interval.
+                replies.conn.send_packed_command(replies.conn.pack_commands(commands))
+                try:
+                    result = use(replies)
+                finally:
+                    replies.drain()  # the connection stays in step, whatever ``use`` read or raised
+            except redis.exceptions.NoScriptError:
+                pass
+            except redis.ConnectionError as exc:
+                if reconnected or replies.read:  # some commands ran: sending them again could repeat them
+                    raise DependencyUnavailableError(f"{self._what} unavailable: {exc}") from exc
+                reconnected = True  # a connection Redis closed: redis-py reopens it on this next send
+                continue
+            except redis.RedisError as exc:
+                raise DependencyUnavailableError(f"{self._what} unavailable: {exc}") from exc
+            else:
+                if not replies.lost_script:
+                    return result
+            if load is None or reloaded:
+                raise DependencyUnavailableError(f"{self._what} keeps refusing its scripts after loading them")
             load()
-    raise DependencyUnavailableError(f"{what} keeps refusing its scripts after loading them")
+            reloaded = True
+
+
+class _Replies:
+    """The replies to one write, read from the socket as they are asked for; errors are replies."""
+
+    def __init__(self, conn: AbstractConnection, count: int) -> None:
+        self.conn = conn
+        self.left = count
+        self.read = 0
+        self.lost_script = False
+        self.broken = False
+
+    def __iter__(self) -> _Replies:
+        return self
+
+    def __next__(self) -> Any:
+        if self.left == 0 or self.broken:
+            raise StopIteration
+        try:
+            reply = self.conn.read_response()
+        except redis.ResponseError as exc:  # the reply was read whole; the connection is in step
+            reply = exc
+            self.lost_script = self.lost_script or isinstance(exc, redis.exceptions.NoScriptError)
+        except redis.RedisError:
+            self.broken = True  # redis-py has closed the connection
+            raise
+        self.left -= 1
+        self.read += 1
+        return reply
+
+    def drain(self) -> None:
+        for _ in self:
+            pass

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
 from feature_repo.windows import WindowedView, feature_types, service_windows
-from serving.pipeline_calls import send
+from serving.pipeline_calls import Channel
 from serving.realtime_script import lua_script
 from skewless.errors import BadInputError, DependencyUnavailableError
 
@@ -54,6 +54,7 @@ class RealtimeAggregates:
 
     def __init__(self, client: redis.Redis, windows: Sequence[WindowedView], namespace: str) -> None:
         self._client = client
+        self._channel = Channel(client, "real-time aggregates: Redis")
         self._windows = list(windows)
         self._namespace = namespace
         self._script = lua_script(self._windows)
@@ -113,7 +114,7 @@ class RealtimeAggregates:
         if not self._windows:
             return [{} for _ in transactions]
         batch = self.prepare(transactions)
-        return batch.results(send(self._client, batch.commands, "real-time aggregates: Redis", self.load))
+        return batch.results(self._channel.send(batch.commands, self.load))
 
     def prepare(self, transactions: Sequence[Mapping[str, Any]]) -> PreparedBatch:
         """The batch's script calls, for a caller that sends them in a pipeline of its own (with its other reads,
@@ -168,16 +169,17 @@ class PreparedBatch:
         self._order = order
         self._kinds = kinds
 
-    def results(self, replies: Sequence[Any]) -> list[dict[str, Any]]:
-        """Features per transaction, in the order the transactions were given."""
-        errors = [r for r in replies if isinstance(r, Exception)]
-        if errors:
-            if isinstance(errors[0], redis.exceptions.NoScriptError):
-                raise errors[0]
-            raise DependencyUnavailableError(f"real-time aggregates: Redis refused the update: {errors[0]}")
+    def results(self, replies: Iterable[Any]) -> list[dict[str, Any]]:
+        """Features per transaction, in the order the transactions were given. ``replies`` may be an iterator
+        reading them as they arrive: each is converted as it comes."""
         out: list[dict[str, Any]] = [{} for _ in self._order]
+        kinds = self._kinds
         for i, reply in zip(self._order, replies, strict=True):
-            out[i] = {name: _value(raw, is_int) for (name, is_int), raw in zip(self._kinds, reply, strict=True)}
+            if isinstance(reply, Exception):
+                if isinstance(reply, redis.exceptions.NoScriptError):
+                    raise reply
+                raise DependencyUnavailableError(f"real-time aggregates: Redis refused the update: {reply}")
+            out[i] = {name: _value(raw, is_int) for (name, is_int), raw in zip(kinds, reply, strict=True)}
         return out
 
 

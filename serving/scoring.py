@@ -7,9 +7,10 @@ which calls ``feature_repo.transformations``), so the service and training run o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from feast import FeatureStore
 
 from serving.model import ModelHolder, ServedModel
 from serving.online import EntityFeatures, OnlineFeatures
-from serving.pipeline_calls import send
+from serving.pipeline_calls import Channel
 from serving.realtime import RealtimeAggregates
 from skewless.errors import DependencyUnavailableError
 from skewless.store import feature_service
@@ -68,6 +69,7 @@ class Scorer:
     def __init__(self, store: FeatureStore, client: redis.Redis, models: ModelHolder, reasons_count: int = 3) -> None:
         self._store = store
         self._client = client
+        self._channel = Channel(client, "online store (Redis)")
         self._models = models
         self._reasons_count = reasons_count
         self._by_service: dict[str, _ServiceParts] = {}
@@ -116,18 +118,19 @@ class Scorer:
     ) -> tuple[list[EntityFeatures], list[dict[str, Any]]]:
         read = parts.online.prepare(transactions)
         record = parts.realtime.prepare(transactions) if parts.realtime.views else None
-        commands = read.commands + (record.commands if record else [])
+
+        def use(replies: Iterator[Any]) -> tuple[list[EntityFeatures], list[dict[str, Any]]]:
+            # The reads come first and are decoded while Redis is still running the real-time scripts, whose
+            # replies are then converted one by one as they arrive.
+            stored = read.results(list(islice(replies, len(read.commands))), datetime.now(UTC))
+            return stored, record.results(replies) if record else [{} for _ in transactions]
 
         def load() -> None:  # Redis restarted or flushed its scripts
             parts.online.load()
             if record:
                 parts.realtime.load()
 
-        replies = send(self._client, commands, "online store (Redis)", load)
-        n = len(read.commands)
-        stored = read.results(replies[:n], datetime.now(UTC))
-        windowed = record.results(replies[n:]) if record else [{} for _ in transactions]
-        return stored, windowed
+        return self._channel.exchange(read.commands + (record.commands if record else []), use, load)
 
     def score(self, transactions: list[dict[str, Any]], model: ServedModel | None = None) -> list[Decision]:
         model = model or self.model()
