@@ -3,18 +3,18 @@
 The stream is the record: every decision carries the role and version of the model that decided, its model-call
 time and, in shadow mode, the challenger's answer. Reading starts at the stream id recorded when the canary
 started (a registry tag), so a watcher that crashed rebuilds exactly the same window when it comes back. It stops
-at the entry that completes the window: the verdict depends on the stream and the bounds alone.
+at the decision that completes the window: the verdict depends on the stream and the bounds alone.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
 from release.rules import Sample
+from serving.events import decisions_of
 from skewless.errors import DependencyUnavailableError
 
 PAGE = 2_000
@@ -72,7 +72,10 @@ def read(client: redis.Redis, stream: str, window: Window) -> Window:
                 break
             for entry_id, data in entries:
                 window.last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                window.add(json.loads(data[b"decision"]))
+                for decision in decisions_of(data):
+                    window.add(decision)
+                    if window.full:  # mid-entry: a rebuilt window stops at the same decision
+                        break
                 if window.full:
                     break
     except redis.RedisError as exc:

@@ -22,6 +22,7 @@ import pyarrow.compute
 import redis
 
 from data.files import write_parquet_atomic
+from serving.events import decisions_of
 from skewless.errors import DependencyUnavailableError
 
 log = logging.getLogger(__name__)
@@ -87,14 +88,14 @@ class PredictionLogWorker:
         done = written_ranges(self.out_dir)
         payloads, ids, days = [], [], []
         for eid, data in entries:
-            payload = json.loads(data[b"decision"])
-            day = str(payload["event_timestamp"])[:10]
             entry = _id_tuple(eid)
-            if any(lo <= entry <= hi for lo, hi in done.get(day, [])):
-                continue  # written before a crash, not yet acknowledged
-            payloads.append(payload)
-            ids.append(entry)
-            days.append(day)
+            for payload in decisions_of(data):
+                day = str(payload["event_timestamp"])[:10]
+                if any(lo <= entry <= hi for lo, hi in done.get(day, [])):
+                    continue  # written before a crash, not yet acknowledged
+                payloads.append(payload)
+                ids.append(entry)
+                days.append(day)
         if payloads:
             table = to_table(payloads)
             name = f"{ids[0][0]}-{ids[0][1]}_{ids[-1][0]}-{ids[-1][1]}.parquet"

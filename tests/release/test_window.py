@@ -71,3 +71,19 @@ def test_shadow_answers_count_for_the_challenger(stream: tuple[redis.Redis, str]
     assert window.mode == "shadow"
     assert (window.challenger.scores, window.challenger.blocks, window.challenger.model_ms) == ([0.2, 0.9], 1, [2, 2])
     assert window.champion.decided == 2
+
+
+def test_an_entry_of_many_decisions_fills_the_window_mid_entry_the_same_way_every_time(
+    stream: tuple[redis.Redis, str],
+) -> None:
+    """The service logs up to PER_ENTRY decisions per entry; the window ends at the decision that fills it."""
+    client, name = stream
+    decision = {"risk_score": 0.1, "recommendation": "approve", "model_ms": 1.0}
+    batch = [{**decision, "model_version": 2, "role": "challenger"}, {**decision, "model_version": 1}] * 3
+    _log(client, name, model_version=1)  # an older one-decision entry, read the same way
+    client.xadd(name, {"decisions": json.dumps(batch)})
+    window = read(client, name, Window(champion_version=1, challenger_version=2, size=2, last_id="0-0"))
+    assert window.full and window.challenger.attempts == 2
+    assert window.champion.decided == 2  # the old entry's and the one between the two challenger decisions
+    rebuilt = read(client, name, Window(champion_version=1, challenger_version=2, size=2, last_id="0-0"))
+    assert (rebuilt.last_id, rebuilt.champion.decided) == (window.last_id, window.champion.decided)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -10,11 +11,12 @@ import redis
 from fastapi.testclient import TestClient
 
 from serving.app import create_app
+from serving.events import PER_ENTRY
 from serving.worker import PredictionLogWorker
 from tests.serving.conftest import ServedRepo
 from tests.serving.test_app import _latest_transactions
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration]
 
 
 def _logged(out: Path) -> pd.DataFrame:
@@ -22,6 +24,7 @@ def _logged(out: Path) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
 
 
+@pytest.mark.slow
 def test_every_decision_lands_once_even_after_a_crash(served_repo: ServedRepo, tmp_path: Path) -> None:
     settings = served_repo.settings.model_copy(update={"decision_stream": "test:worker", "worker_group": "g1"})
     client = redis.Redis.from_url(served_repo.redis.url)
@@ -54,3 +57,39 @@ def test_every_decision_lands_once_even_after_a_crash(served_repo: ServedRepo, t
     row = logged.iloc[0]
     assert row["model_version"] == served_repo.champion
     assert {"features", "risk_score", "recommendation", "latency_ms", "event_timestamp"} <= set(logged.columns)
+
+
+def _record(txn_id: str, day: str) -> dict:
+    return {
+        "txn_id": txn_id, "risk_score": 0.1, "recommendation": "approve", "model_version": 1,
+        "reasons": [], "missing_features": [], "stale_features": [], "unknown_entities": [],
+        "features": {"amount": 1.0}, "event_timestamp": f"{day}T12:00:00+00:00",
+        "logged_at": f"{day}T12:00:01+00:00", "latency_ms": 1.0,
+    }  # fmt: skip
+
+
+def test_entries_of_many_decisions_and_older_single_ones_land_once_by_day(redis_url: str, tmp_path: Path) -> None:
+    client = redis.Redis.from_url(redis_url)
+    stream = "test:worker:entries"
+    client.delete(stream)
+    try:
+        client.xadd(stream, {"decision": json.dumps(_record("old-1", "2026-10-01"))})
+        days = ["2026-10-01", "2026-10-02"] * 60
+        batch = [_record(f"new-{i}", day) for i, day in enumerate(days)]
+        for at in range(0, len(batch), PER_ENTRY):
+            client.xadd(stream, {"decisions": json.dumps(batch[at : at + PER_ENTRY])})
+        out = tmp_path / "predictions"
+        worker = PredictionLogWorker(client, stream, "g-entries", out, batch=1)
+        worker.ensure_group()
+        while worker.step(block_ms=100):
+            pass
+        again = PredictionLogWorker(client, stream, "g-entries", out, batch=1)
+        client.xgroup_setid(stream, "g-entries", id="0")  # as if nothing had been acknowledged
+        while again.step(block_ms=100):
+            pass
+        logged = _logged(out)
+        assert sorted(logged["txn_id"]) == sorted(["old-1", *(r["txn_id"] for r in batch)])
+        assert logged["txn_id"].is_unique
+        assert {p.parent.name for p in out.glob("day=*/*.parquet")} == {"day=2026-10-01", "day=2026-10-02"}
+    finally:
+        client.delete(stream)

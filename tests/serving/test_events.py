@@ -1,0 +1,69 @@
+"""The decision log against a real Redis: entries of up to PER_ENTRY decisions, and a buffer while Redis is away."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import redis
+
+from serving import events
+from serving.events import PER_ENTRY, DecisionLog, decisions_of
+from serving.scoring import Decision
+from tests.serving.conftest import RedisProcess, _free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _batch(n: int, start: int = 0) -> tuple[list[Decision], list[dict]]:
+    decisions = [
+        Decision(f"t{i}", 0.25, "approve", 3, [], [], [], [], features={"amount": float(i)}, feature_ages={"v": 1.0})
+        for i in range(start, start + n)
+    ]
+    when = datetime(2026, 10, 1, 12, tzinfo=UTC)
+    transactions = [
+        {"user_id": i, "device_id": 7, "merchant_id": 9, "amount": float(i), "currency": "EUR", "country": "DE",
+         "channel": "web", "event_timestamp": when}
+        for i in range(start, start + n)
+    ]  # fmt: skip
+    return decisions, transactions
+
+
+def test_a_batch_is_logged_in_entries_of_at_most_per_entry_decisions(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    stream = "test:events:entries"
+    client.delete(stream)
+    try:
+        log = DecisionLog(client, stream)
+        log.append(*_batch(2 * PER_ENTRY + 5), 0.004)
+        entries = client.xrange(stream)
+        assert [len(decisions_of(fields)) for _, fields in entries] == [PER_ENTRY, PER_ENTRY, 5]
+        logged = [d for _, fields in entries for d in decisions_of(fields)]
+        assert [d["txn_id"] for d in logged] == [f"t{i}" for i in range(2 * PER_ENTRY + 5)]
+        first = logged[0]
+        assert first["latency_ms"] == pytest.approx(4.0) and first["event_timestamp"] == "2026-10-01T12:00:00+00:00"
+        assert first["features"] == {"amount": 0.0} and "feature_ages" not in first
+        assert (first["user_id"], first["country"], first["model_version"]) == (0, "DE", 3)
+    finally:
+        client.delete(stream)
+
+
+def test_decisions_wait_while_redis_is_away_and_the_oldest_go_past_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = RedisProcess(_free_port())
+    server.start()
+    client = redis.Redis.from_url(server.url, socket_connect_timeout=0.3, socket_timeout=0.5)
+    log = DecisionLog(client, "test:events:away")
+    monkeypatch.setattr(events, "MAX_BUFFERED", 250)
+    try:
+        server.stop()
+        log.append(*_batch(150), 0.001)  # no sender thread: flushed at once, and kept
+        log.append(*_batch(150, start=150), 0.001)
+        assert log.buffered == 200  # 300 handed; the oldest whole entry (100) dropped past 250
+        server.start()
+        assert log.flush()
+        logged = [d["txn_id"] for _, f in client.xrange("test:events:away") for d in decisions_of(f)]
+        assert logged == [f"t{i}" for i in range(100, 300)] and log.buffered == 0
+    finally:
+        server.stop()
