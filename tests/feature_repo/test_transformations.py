@@ -84,3 +84,23 @@ def test_on_demand_view_gives_the_same_numbers_for_a_frame_and_for_arrays() -> N
             np.testing.assert_array_equal(values, expected.astype("float64"))
         else:
             assert values.tolist() == expected.tolist(), name
+
+
+def test_lists_and_series_of_odd_values_give_the_same_numbers() -> None:
+    """The service passes plain lists, Feast and the pipeline pass pandas: every function agrees on both."""
+    odd = [3.0, None, 0, -2, 7, True, float("nan"), float("inf"), 1e308, "12", "x", pd.NA, 45.5, -0.0]
+    numeric = [v for v in odd if not isinstance(v, str)]
+    for values in (odd, numeric, [None], [1, None], [1, 2], [], [np.int64(4), np.float32(0.5)]):
+        as_series = pd.Series(values, dtype="object")
+        np.testing.assert_array_equal(t.as_float(values), t.as_float(as_series))
+        ages = [v for v in values if v is None or v is pd.NA or isinstance(v, str) or abs(float(v)) < 1e6]
+        np.testing.assert_array_equal(t.age_group(ages), t.age_group(pd.Series(ages, dtype="object")))
+        reversed_ = list(reversed(values))
+        np.testing.assert_array_equal(t.avg_spend(values, reversed_), t.avg_spend(as_series, pd.Series(reversed_)))
+        np.testing.assert_array_equal(
+            t.amount_to_typical(values, reversed_), t.amount_to_typical(as_series, pd.Series(reversed_))
+        )
+        np.testing.assert_array_equal(t.is_new_device(values), t.is_new_device(as_series))
+    ratios = t.amount_to_typical([10.0, 10.0, 10.0, None, 10.0], [4.0, 0.0, -1.0, 5.0, float("nan")])
+    assert ratios[0] == 2.5 and np.isnan(ratios[1:]).all()
+    assert t.is_foreign(["DE", None, "FR"], ["DE", None, None]).tolist() == [0, 1, 1]
