@@ -18,9 +18,9 @@ from typing import Annotated, Any
 
 import redis
 from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 from threadpoolctl import threadpool_limits
 
@@ -82,23 +82,20 @@ def _as_row(txn: Transaction) -> dict[str, Any]:
     return row
 
 
-def _check_clock(settings: Settings, transactions: list[Transaction]) -> None:
-    limit = datetime.now(UTC) + timedelta(seconds=settings.max_future_seconds)
-    for i, txn in enumerate(transactions):
-        if txn.timestamp > limit:
-            raise RequestValidationError(
-                [
-                    {
-                        "type": "value_error",
-                        "loc": ("body", "transactions", i, "timestamp")
-                        if len(transactions) > 1
-                        else ("body", "timestamp"),
-                        "msg": f"timestamp {txn.timestamp.isoformat()} is more than "
-                        f"{settings.max_future_seconds} s in the future",
-                        "input": txn.timestamp.isoformat(),
-                    }
-                ]
-            )
+def _check_clock(settings: Settings, txn: Transaction, loc: list[Any]) -> None:
+    """422 for a timestamp further in the future than clocks can disagree (``loc``: where the transaction is)."""
+    if txn.timestamp > datetime.now(UTC) + timedelta(seconds=settings.max_future_seconds):
+        raise _invalid(
+            [
+                {
+                    "type": "value_error",
+                    "loc": [*loc, "timestamp"],
+                    "msg": f"timestamp {txn.timestamp.isoformat()} is more than "
+                    f"{settings.max_future_seconds} s in the future",
+                    "input": txn.timestamp.isoformat(),
+                }
+            ]
+        )
 
 
 def _response(d: Decision) -> dict[str, Any]:
@@ -133,17 +130,76 @@ def _fail_policy(service: Service, txn: Transaction, reason: str) -> dict[str, A
     ).model_dump()
 
 
-def _json(body: dict[str, Any]) -> Response:
-    """The answer serialized by pydantic's JSON encoder in one pass. (Returned as a model, FastAPI would dump it,
-    validate it against ``response_model`` again and encode it with ``json``: three more passes.)"""
-    return Response(to_json(body), media_type="application/json")
+async def _fastapi_answer(answer: Any) -> Response:
+    """A scoring answer, serialized by pydantic's JSON encoder in one pass, for FastAPI's routes."""
+    try:
+        return Response(to_json(await answer), media_type="application/json")
+    except _Answer as exc:
+        return Response(to_json(exc.body, fallback=str), status_code=exc.status, media_type="application/json")
 
 
-_TIMED = frozenset({"/score", "/score/batch"})
+class _Answer(Exception):  # not an error: an answer other than 200, raised out of the scoring code
+    def __init__(self, status: int, body: Any) -> None:
+        self.status = status
+        self.body = body
 
 
-class _ScoreTiming:
-    """Latency and status of the scoring endpoints, as plain ASGI (no per-request task or body copy)."""
+def _invalid(errors: list[Any]) -> _Answer:
+    """A 422 as FastAPI words it: ``{"detail": [{"type", "loc", "msg", "input", ...}]}``."""
+    return _Answer(422, {"detail": errors})
+
+
+async def score_one(service: Service, txn: Transaction) -> dict[str, Any]:
+    """The answer to ``POST /score``; raises ``_Answer`` for anything but a 200."""
+    _check_clock(service.settings, txn, ["body"])
+    try:
+        return _response(await service.batcher.submit(_as_row(txn)))
+    except DependencyUnavailableError as exc:
+        if service.settings.fail_policy == "error":
+            raise
+        return _fail_policy(service, txn, str(exc))
+
+
+async def score_many(service: Service, body: BatchRequest) -> dict[str, Any]:
+    """The answer to ``POST /score/batch``; raises ``_Answer`` for anything but a 200."""
+    if len(body.transactions) > service.settings.max_batch_size:
+        raise _invalid(
+            [
+                {
+                    "type": "too_long",
+                    "loc": ["body", "transactions"],
+                    "msg": f"{len(body.transactions)} transactions; at most {service.settings.max_batch_size}",
+                    "input": len(body.transactions),
+                }
+            ]
+        )
+    for i, txn in enumerate(body.transactions):
+        _check_clock(service.settings, txn, ["body", "transactions", i])
+    try:
+        decisions = await service.batcher.run_batch([_as_row(t) for t in body.transactions])
+    except DependencyUnavailableError as exc:
+        if service.settings.fail_policy == "error":
+            raise
+        return {"results": [_fail_policy(service, t, str(exc)) for t in body.transactions]}
+    return {"results": [_response(d) for d in decisions]}
+
+
+_SCORING: dict[str, tuple[type[BaseModel], Any, int]] = {  # path -> request model, answer, largest body in bytes
+    "/score": (Transaction, score_one, 64 * 1024),
+    "/score/batch": (BatchRequest, score_many, 16 * 1024),  # per transaction allowed (max_batch_size)
+}
+
+
+class _ScoringEndpoints:
+    """``POST /score`` and ``POST /score/batch`` as plain ASGI, timed, in front of FastAPI's routing.
+
+    The same request through FastAPI's route cost ~250 µs more here: its middleware and routing, dependency
+    solving, a JSON parse then a validation, and its response handling (measured: 2,700 against 7,300 req/s
+    for a constant answer at concurrency 8). Here pydantic validates the raw body in one pass and the answer
+    goes out as one message. Errors read as FastAPI's do (422 ``detail`` with ``loc`` from ``body``; domain
+    errors as ``{"detail": reason}`` with their status). FastAPI's routes of the same paths, which call the same
+    ``score_one``/``score_many``, document the API in OpenAPI; other methods and paths go on to FastAPI.
+    """
 
     def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
         self.app = app
@@ -151,23 +207,57 @@ class _ScoreTiming:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path not in _TIMED:  # a label per path would grow with callers' typos
-            await self.app(scope, receive, send)
+        service = getattr(getattr(scope.get("app"), "state", None), "service", None)  # set by the lifespan
+        if scope["type"] != "http" or path not in _SCORING or scope["method"] != "POST" or service is None:
+            await self.app(scope, receive, send)  # a label per path would grow with callers' typos
             return
         started = time.perf_counter()
         status = 500
-
-        async def send_status(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_status)
+            status, body = await self._answer(service, path, receive)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
         finally:
             self.metrics.child(self.metrics.request_seconds, path).observe(time.perf_counter() - started)
             self.metrics.child(self.metrics.requests, path, str(status)).inc()
+
+    async def _answer(self, service: Service, path: str, receive: Any) -> tuple[int, bytes]:
+        model, answer, limit = _SCORING[path]
+        if path == "/score/batch":
+            limit *= service.settings.max_batch_size
+        try:
+            request = model.model_validate_json(await _body(receive, limit))
+            return 200, to_json(await answer(service, request))
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            for error in errors:
+                error["loc"] = ["body", *error["loc"]]
+            return 422, to_json({"detail": errors}, fallback=str)
+        except _Answer as exc:
+            return exc.status, to_json(exc.body, fallback=str)
+        except SkewlessError as exc:
+            return exc.http_status, to_json({"detail": str(exc)})
+
+
+async def _body(receive: Any, limit: int) -> bytes:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Answer(499, {"detail": "client disconnected"})
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _Answer(413, {"detail": f"request body over {limit:,} bytes"})
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -241,41 +331,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _domain_error(request: Request, exc: SkewlessError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
 
-    app.add_middleware(_ScoreTiming, metrics=metrics)
+    app.add_middleware(_ScoringEndpoints, metrics=metrics)
 
+    # Answered by _ScoringEndpoints before FastAPI routes them; declared here for the OpenAPI schema (and
+    # answering the same way should anything route them here).
     @app.post("/score", response_model=ScoreResponse)
     async def score(txn: Transaction, service: ServiceDep) -> Response:
         """Score one transaction. Requests arriving together are scored in one model call."""
-        _check_clock(service.settings, [txn])
-        try:
-            return _json(_response(await service.batcher.submit(_as_row(txn))))
-        except DependencyUnavailableError as exc:
-            if service.settings.fail_policy == "error":
-                raise
-            return _json(_fail_policy(service, txn, str(exc)))
+        return await _fastapi_answer(score_one(service, txn))
 
     @app.post("/score/batch", response_model=BatchResponse)
     async def score_batch(body: BatchRequest, service: ServiceDep) -> Response:
         """Score up to SKEWLESS_MAX_BATCH_SIZE transactions together."""
-        if len(body.transactions) > service.settings.max_batch_size:
-            raise RequestValidationError(
-                [
-                    {
-                        "type": "too_long",
-                        "loc": ("body", "transactions"),
-                        "msg": f"{len(body.transactions)} transactions; at most {service.settings.max_batch_size}",
-                        "input": len(body.transactions),
-                    }
-                ]
-            )
-        _check_clock(service.settings, body.transactions)
-        try:
-            decisions = await service.batcher.run_batch([_as_row(t) for t in body.transactions])
-        except DependencyUnavailableError as exc:
-            if service.settings.fail_policy == "error":
-                raise
-            return _json({"results": [_fail_policy(service, t, str(exc)) for t in body.transactions]})
-        return _json({"results": [_response(d) for d in decisions]})
+        return await _fastapi_answer(score_many(service, body))
 
     @app.get("/health")
     async def health() -> dict[str, str]:

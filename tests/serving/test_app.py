@@ -146,6 +146,46 @@ def test_missing_field_and_malformed_json_get_422(client: TestClient, served_rep
     assert reply.status_code == 422
 
 
+def test_errors_read_as_fastapis_and_oversized_bodies_are_refused(client: TestClient, served_repo: ServedRepo) -> None:
+    """The scoring paths are served in front of FastAPI's routing: their errors keep FastAPI's shape."""
+    txn = _latest_transactions(served_repo, 1)[0]
+    reply = client.post("/score", content=b'{"txn_id": "x", ', headers={"content-type": "application/json"})
+    assert reply.status_code == 422 and reply.json()["detail"][0]["type"] == "json_invalid"
+    reply = client.post("/score", json={**txn, "amount": -1})
+    (error,) = reply.json()["detail"]
+    assert reply.status_code == 422 and error["loc"] == ["body", "amount"] and error["type"] == "greater_than_equal"
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    reply = client.post("/score/batch", json={"transactions": [{**txn, "timestamp": future}]})
+    assert reply.status_code == 422 and reply.json()["detail"][0]["loc"] == ["body", "transactions", 0, "timestamp"]
+    reply = client.post("/score", json={**txn, "padding": "x" * 70_000})
+    assert reply.status_code == 413 and "bytes" in reply.json()["detail"]
+    assert client.get("/score").status_code == 405  # other methods go on to FastAPI
+    schema = client.get("/openapi.json").json()
+    assert schema["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Transaction"
+    }
+
+
+def test_fastapis_own_scoring_routes_answer_the_same(client: TestClient, served_repo: ServedRepo) -> None:
+    """The routes that document the scoring paths would answer as the front does, were a request routed there."""
+    from serving.schemas import BatchRequest, Transaction
+
+    service = client.app.state.service  # type: ignore[attr-defined]
+    routes = {route.path: route.endpoint for route in client.app.routes if hasattr(route, "endpoint")}  # type: ignore[attr-defined]
+    txn = _latest_transactions(served_repo, 1)[0]
+    front = client.post("/score", json={**txn, "txn_id": "front"}).json()
+    fastapi_reply = client.portal.call(
+        routes["/score"], Transaction.model_validate({**txn, "txn_id": "routed"}), service
+    )  # type: ignore[union-attr]
+    routed = json.loads(fastapi_reply.body)
+    ScoreResponse.model_validate(routed, strict=True)
+    assert routed["txn_id"] == "routed" and set(routed) == set(front)
+    assert routed["model_version"] == front["model_version"] == served_repo.champion
+    late = Transaction.model_validate({**txn, "timestamp": (datetime.now(UTC) + timedelta(days=1)).isoformat()})
+    refused = client.portal.call(routes["/score/batch"], BatchRequest(transactions=[late]), service)  # type: ignore[union-attr]
+    assert refused.status_code == 422 and json.loads(refused.body)["detail"][0]["loc"][-1] == "timestamp"
+
+
 def test_batch_limits(client: TestClient, served_repo: ServedRepo) -> None:
     txn = _latest_transactions(served_repo, 1)[0]
     many = [{**txn, "txn_id": f"b{i}"} for i in range(1000)]
