@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from serving.metrics import ServiceMetrics
 from serving.model import ServedModel, load_model
@@ -55,17 +56,24 @@ def share_limit(share: float) -> int:
 
 def registry_aliases(settings: Settings) -> AliasReader:
     """Reads the registered model's aliases in one call. An unreachable registry raises; a model that does not
-    exist yet has none."""
+    exist yet has none. The client is kept between calls (connecting costs as much as the read) and made again
+    after a failure."""
+    clients: list[MlflowClient] = []
 
     def read() -> dict[str, str]:
-        client = registry.connect(settings)
         try:
-            model = client.get_registered_model(settings.model_name)
+            if not clients:
+                clients.append(registry.connect(settings))
+            model = clients[0].get_registered_model(settings.model_name)
         except MlflowException as exc:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return {}
+            clients.clear()
             raise DependencyUnavailableError(f"model registry: {exc.message}") from exc
+        except DependencyUnavailableError:
+            raise
         except Exception as exc:  # the database or server behind the registry
+            clients.clear()
             raise DependencyUnavailableError(f"model registry unreachable: {exc}") from exc
         return {alias: str(version) for alias, version in model.aliases.items()}
 

@@ -106,6 +106,7 @@ class ModelHolder:
         # ``loaded_elsewhere``, the canary's challenger (a promotion).
         self._previous: ServedModel | None = None
         self._loaded_elsewhere = loaded_elsewhere
+        self._client: MlflowClient | None = None  # kept between polls; connected again after a failure
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -119,7 +120,8 @@ class ModelHolder:
         """Load the alias's version if it differs from the current one. True when the model changed."""
         with self._lock:
             try:
-                client = registry.connect(self._settings)
+                # A poll costs ~8 ms here; connecting (which also checks the experiment) as much again.
+                client = self._client = self._client or registry.connect(self._settings)
                 mv = registry.model_version(client, self._settings.model_name, alias=self._settings.model_alias)
                 if self._current is not None and int(mv.version) == self._current.version:
                     self.last_error = None
@@ -130,9 +132,11 @@ class ModelHolder:
                 )
             except SkewlessError as exc:
                 self.last_error = str(exc)
+                self._client = None
                 raise
             except Exception as exc:  # registry unreachable, artifact missing: keep serving what we have
                 self.last_error = f"model registry: {exc}"
+                self._client = None
                 raise DependencyUnavailableError(self.last_error) from exc
             previous = self._current.version if self._current else None
             self._previous = self._current
