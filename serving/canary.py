@@ -218,8 +218,7 @@ class CanaryRouter:
         return self._canary(transactions, champion, challenger)
 
     def _champion_alone(self, transactions: list[dict[str, Any]], champion: ServedModel) -> list[Decision]:
-        columns, stored = self._scorer.features(transactions, champion)
-        decisions, seconds = self._decide(transactions, columns, stored, champion)
+        decisions, seconds = self._scorer.score_timed(transactions, champion)
         self._record(decisions, CHAMPION, champion, seconds)
         return decisions
 

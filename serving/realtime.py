@@ -169,18 +169,26 @@ class PreparedBatch:
         self._order = order
         self._kinds = kinds
 
+    @property
+    def order(self) -> list[int]:
+        """Positions (in the order given) of the transactions whose calls ``commands`` holds, in that order."""
+        return self._order
+
     def results(self, replies: Iterable[Any]) -> list[dict[str, Any]]:
         """Features per transaction, in the order the transactions were given. ``replies`` may be an iterator
         reading them as they arrive: each is converted as it comes."""
         out: list[dict[str, Any]] = [{} for _ in self._order]
-        kinds = self._kinds
         for i, reply in zip(self._order, replies, strict=True):
-            if isinstance(reply, Exception):
-                if isinstance(reply, redis.exceptions.NoScriptError):
-                    raise reply
-                raise DependencyUnavailableError(f"real-time aggregates: Redis refused the update: {reply}")
-            out[i] = {name: _value(raw, is_int) for (name, is_int), raw in zip(kinds, reply, strict=True)}
+            out[i] = self.features(reply)
         return out
+
+    def features(self, reply: Any) -> dict[str, Any]:
+        """One call's reply as the transaction's features."""
+        if isinstance(reply, Exception):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                raise reply
+            raise DependencyUnavailableError(f"real-time aggregates: Redis refused the update: {reply}")
+        return {name: _value(raw, is_int) for (name, is_int), raw in zip(self._kinds, reply, strict=True)}
 
 
 def _micros(value: Any) -> int:

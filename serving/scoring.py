@@ -7,7 +7,8 @@ which calls ``feature_repo.transformations``), so the service and training run o
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -26,6 +27,8 @@ from skewless.errors import DependencyUnavailableError
 from skewless.store import feature_service
 from training.evaluate import decide
 
+# Batches larger than this are decided a chunk at a time while Redis computes the next chunk's real-time features.
+PIPELINE_CHUNK = 256
 # A reason must lower the score by more than this: below it, the difference is rounding between two predictions.
 REASON_MIN_DROP = 1e-9
 
@@ -103,7 +106,72 @@ class Scorer:
         Stored features and real-time aggregates (which also records the transactions) come from Redis in one
         pipelined round trip; on-demand features are computed from them and the request."""
         parts = self._service_parts(model.feature_service)
-        stored, windowed = self._fetch(parts, transactions)
+        read = parts.online.prepare(transactions)
+        record = parts.realtime.prepare(transactions) if parts.realtime.views else None
+
+        def use(replies: Iterator[Any]) -> tuple[Columns, list[EntityFeatures]]:
+            # The reads come first and are decoded while Redis is still running the real-time scripts, whose
+            # replies are then converted one by one as they arrive.
+            stored = read.results(list(islice(replies, len(read.commands))), datetime.now(UTC))
+            windowed = record.results(replies) if record else [{} for _ in transactions]
+            return self._columns(parts, transactions, stored, windowed), stored
+
+        return self._channel.exchange(read.commands + (record.commands if record else []), use, self._load(parts))
+
+    def score(self, transactions: list[dict[str, Any]], model: ServedModel | None = None) -> list[Decision]:
+        return self.score_timed(transactions, model or self.model())[0]
+
+    def score_timed(self, transactions: list[dict[str, Any]], model: ServedModel) -> tuple[list[Decision], float]:
+        """``model``'s decisions and the seconds spent deciding (the model's share, without reading features)."""
+        parts = self._service_parts(model.feature_service)
+        if len(transactions) > PIPELINE_CHUNK and parts.realtime.views:
+            return self._score_as_replies_arrive(parts, transactions, model)
+        columns, stored = self.features(transactions, model)
+        started = time.perf_counter()
+        return self.decisions(transactions, columns, stored, model), time.perf_counter() - started
+
+    def _score_as_replies_arrive(
+        self, parts: _ServiceParts, transactions: list[dict[str, Any]], model: ServedModel
+    ) -> tuple[list[Decision], float]:
+        """A large batch decided a chunk at a time, in time order, as Redis answers its real-time scripts: the
+        model works on one chunk while Redis computes the next. Each transaction's decision is its own, so the
+        answers are those of the whole batch at once."""
+        read = parts.online.prepare(transactions)
+        record = parts.realtime.prepare(transactions)
+
+        def use(replies: Iterator[Any]) -> tuple[list[Decision], float]:
+            stored = read.results(list(islice(replies, len(read.commands))), datetime.now(UTC))
+            out: list[Any] = [None] * len(transactions)
+            seconds = 0.0
+            for at in range(0, len(record.order), PIPELINE_CHUNK):
+                chunk = record.order[at : at + PIPELINE_CHUNK]
+                windowed = [record.features(reply) for reply in islice(replies, len(chunk))]
+                rows, chunk_stored = [transactions[i] for i in chunk], [stored[i] for i in chunk]
+                columns = self._columns(parts, rows, chunk_stored, windowed)
+                started = time.perf_counter()
+                for i, decision in zip(chunk, self.decisions(rows, columns, chunk_stored, model), strict=True):
+                    out[i] = decision
+                seconds += time.perf_counter() - started
+            return out, seconds
+
+        return self._channel.exchange(read.commands + record.commands, use, self._load(parts))
+
+    @staticmethod
+    def _load(parts: _ServiceParts) -> Callable[[], None]:
+        def load() -> None:  # Redis restarted or flushed its scripts
+            parts.online.load()
+            if parts.realtime.views:
+                parts.realtime.load()
+
+        return load
+
+    @staticmethod
+    def _columns(
+        parts: _ServiceParts,
+        transactions: list[dict[str, Any]],
+        stored: list[EntityFeatures],
+        windowed: list[dict[str, Any]],
+    ) -> Columns:
         columns: Columns = {name: [row[name] for row in transactions] for name in transactions[0]}
         for name in parts.online.feature_names:
             columns[name] = [s.values[name] for s in stored]
@@ -111,31 +179,7 @@ class Scorer:
             columns[name] = [w[name] for w in windowed]
         for view in parts.on_demand:
             columns.update(_on_demand(view, columns))
-        return columns, stored
-
-    def _fetch(
-        self, parts: _ServiceParts, transactions: list[dict[str, Any]]
-    ) -> tuple[list[EntityFeatures], list[dict[str, Any]]]:
-        read = parts.online.prepare(transactions)
-        record = parts.realtime.prepare(transactions) if parts.realtime.views else None
-
-        def use(replies: Iterator[Any]) -> tuple[list[EntityFeatures], list[dict[str, Any]]]:
-            # The reads come first and are decoded while Redis is still running the real-time scripts, whose
-            # replies are then converted one by one as they arrive.
-            stored = read.results(list(islice(replies, len(read.commands))), datetime.now(UTC))
-            return stored, record.results(replies) if record else [{} for _ in transactions]
-
-        def load() -> None:  # Redis restarted or flushed its scripts
-            parts.online.load()
-            if record:
-                parts.realtime.load()
-
-        return self._channel.exchange(read.commands + (record.commands if record else []), use, load)
-
-    def score(self, transactions: list[dict[str, Any]], model: ServedModel | None = None) -> list[Decision]:
-        model = model or self.model()
-        columns, stored = self.features(transactions, model)
-        return self.decisions(transactions, columns, stored, model)
+        return columns
 
     def decisions(
         self, transactions: list[dict[str, Any]], columns: Columns, stored: list[EntityFeatures], model: ServedModel

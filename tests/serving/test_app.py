@@ -280,3 +280,31 @@ def test_reasons_are_the_features_whose_median_lowers_the_score_most(
             _reason_text(names[k], decision.features[names[k]], model.medians[names[k]], descriptions) for k in order
         ]
         assert decision.reasons == expected
+
+
+def test_a_large_batch_decided_as_replies_arrive_equals_the_whole_batch_at_once(
+    client: TestClient, served_repo: ServedRepo
+) -> None:
+    """Past PIPELINE_CHUNK transactions the scorer decides a chunk (in time order) while Redis computes the next;
+    the decisions are the ones of the whole batch at once (the second pass is a retry: same windowed values)."""
+    from serving.scoring import PIPELINE_CHUNK
+
+    service = client.app.state.service  # type: ignore[attr-defined]
+    scorer, model = service.scorer, service.models.current
+    base = _latest_transactions(served_repo, 150)
+    start = pd.Timestamp(datetime.now(UTC)) - pd.Timedelta(minutes=30)
+    rows = [
+        {**t, "txn_id": f"{t['txn_id']}-pipe-{k}", "event_timestamp": start + pd.Timedelta(seconds=(7 * i + k) % 1700)}
+        for k in range(4)
+        for i, t in enumerate(base)
+    ]  # 600 payments, four per user, out of time order
+    assert len(rows) > 2 * PIPELINE_CHUNK
+    pipelined, seconds = scorer.score_timed(rows, model)
+    assert seconds > 0
+    columns, stored = scorer.features(rows, model)
+    at_once = scorer.decisions(rows, columns, stored, model)
+    assert [d.txn_id for d in pipelined] == [r["txn_id"] for r in rows]
+    for got, want in zip(pipelined, at_once, strict=True):
+        assert (got.risk_score, got.recommendation, got.reasons) == (want.risk_score, want.recommendation, want.reasons)
+        assert got.features == want.features and got.missing_features == want.missing_features
+    assert any(d.features["txn_count_1h"] >= 2 for d in pipelined), "the users' earlier payments are in their windows"
