@@ -34,7 +34,7 @@ class FakeModel:
 
 
 class FakeScorer:
-    """The Scorer's interface the router uses: the champion, one feature read, decisions of a model."""
+    """The Scorer's interface the router uses: the champion, one feature read, decisions of a model, both timed."""
 
     def __init__(self, champion: FakeModel) -> None:
         self.champion = champion
@@ -48,6 +48,9 @@ class FakeScorer:
         self.reads.append((model.version, len(transactions)))
         columns = {"amount": [t["amount"] for t in transactions], "txn_id": [t["txn_id"] for t in transactions]}
         return columns, [EntityFeatures({}, [], [], [], {}) for _ in transactions]
+
+    def score_timed(self, transactions: list[dict], model: FakeModel) -> tuple[list[Decision], float]:
+        return self.decisions(transactions, *self.features(transactions, model), model), 0.001
 
     def decisions(self, transactions: list[dict], columns: dict, stored: list, model: FakeModel) -> list[Decision]:
         assert len(columns["amount"]) == len(transactions) == len(stored)
