@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -102,3 +103,23 @@ class ServiceMetrics:
         if child is None:
             child = self._children[key] = metric.labels(*labels)
         return child
+
+
+def observe_many(child: Any, values: list[float]) -> None:
+    """``child.observe(v)`` for every value, counted per bucket first: a batch's thousands of observations cost
+    ~16 ms one at a time here. It reads the histogram's bucket bounds and counters (prometheus_client's own
+    attributes, stable since 0.4); a histogram without them is observed one value at a time."""
+    bounds = getattr(child, "_upper_bounds", None)
+    buckets = getattr(child, "_buckets", None)
+    total = getattr(child, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:
+            child.observe(value)
+        return
+    array = np.asarray(values, dtype="float64")
+    # observe() counts a value in the first bucket whose bound is >= it: searchsorted's "left" side
+    counts = np.bincount(np.searchsorted(bounds, array, side="left"), minlength=len(bounds) + 1)
+    for bucket, count in zip(buckets, counts.tolist(), strict=False):  # past the last bound: NaN, in no bucket
+        if count:
+            bucket.inc(count)
+    total.inc(float(array.sum()))

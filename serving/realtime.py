@@ -167,7 +167,7 @@ class PreparedBatch:
     def __init__(self, commands: list[list[Any]], order: list[int], kinds: list[tuple[str, bool]]) -> None:
         self.commands = commands
         self._order = order
-        self._kinds = kinds
+        self._convert = [(name, int if is_int else float) for name, is_int in kinds]  # replies: int, or bytes
 
     @property
     def order(self) -> list[int]:
@@ -188,7 +188,10 @@ class PreparedBatch:
             if isinstance(reply, redis.exceptions.NoScriptError):
                 raise reply
             raise DependencyUnavailableError(f"real-time aggregates: Redis refused the update: {reply}")
-        return {name: _value(raw, is_int) for (name, is_int), raw in zip(self._kinds, reply, strict=True)}
+        return {
+            name: None if raw is None else convert(raw)
+            for (name, convert), raw in zip(self._convert, reply, strict=True)
+        }
 
 
 def _micros(value: Any) -> int:
@@ -214,9 +217,3 @@ def _text(value: Any) -> str:
     if hasattr(value, "item"):  # numpy scalars
         return _text(value.item())
     return str(value)
-
-
-def _value(raw: Any, is_int: bool) -> Any:
-    if raw is None:
-        return None
-    return int(raw) if is_int else float(raw)

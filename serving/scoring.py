@@ -288,22 +288,20 @@ def _fmt(value: Any) -> str:
     return f"{number:,.0f}" if abs(number) >= 100 or number == int(number) else f"{number:.2f}"
 
 
-_PLAIN_TYPES = (int, str, bool)
+_PLAIN_TYPES = frozenset({int, float, str, bool, type(None)})
 
 
 def _plain_values(values: Any) -> list[Any]:
-    """A column as plain Python values for the decision log (NaN as None), fast for the usual types."""
+    """A column as plain Python values for the decision log. Numeric arrays come out whole (``tolist``): a NaN
+    stays a float NaN, which the log's JSON writes as null, as it writes None. Anything unusual (numpy scalars
+    in object arrays, timestamps) is converted one value at a time."""
     if isinstance(values, np.ndarray):
+        if values.dtype.kind in "biuf":
+            return values.tolist()  # type: ignore[no-any-return]
         values = values.tolist()
-    out = []
-    for v in values:
-        if v.__class__ is float:
-            out.append(None if v != v else v)
-        elif v is None or v.__class__ in _PLAIN_TYPES:
-            out.append(v)
-        else:
-            out.append(_plain(v))
-    return out
+    if all(v.__class__ in _PLAIN_TYPES for v in values):
+        return values if isinstance(values, list) else list(values)
+    return [_plain(v) for v in values]
 
 
 def _plain(value: Any) -> Any:
