@@ -91,7 +91,7 @@ ServiceDep = Annotated[Service, Depends(_service)]
 
 
 def _as_row(txn: Transaction) -> dict[str, Any]:
-    row = txn.model_dump()
+    row = dict(txn)  # the fields as validated (model_dump would walk them again)
     row["event_timestamp"] = row.pop("timestamp").astimezone(UTC)
     return row
 

