@@ -105,14 +105,17 @@ class ServiceMetrics:
         return child
 
 
+BULK_FROM = 32  # values; below it numpy's fixed cost (~20 µs) is more than observing them one by one (~3 µs each)
+
+
 def observe_many(child: Any, values: list[float]) -> None:
-    """``child.observe(v)`` for every value, counted per bucket first: a batch's thousands of observations cost
-    ~16 ms one at a time here. It reads the histogram's bucket bounds and counters (prometheus_client's own
-    attributes, stable since 0.4); a histogram without them is observed one value at a time."""
+    """``child.observe(v)`` for every value, counted per bucket first when there are many: a batch's thousands
+    of observations cost ~16 ms one at a time here. It reads the histogram's bucket bounds and counters
+    (prometheus_client's own attributes, stable since 0.4); without them values are observed one at a time."""
     bounds = getattr(child, "_upper_bounds", None)
     buckets = getattr(child, "_buckets", None)
     total = getattr(child, "_sum", None)
-    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+    if len(values) < BULK_FROM or bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
         for value in values:
             child.observe(value)
         return

@@ -17,8 +17,11 @@ def test_observing_many_at_once_counts_as_observing_one_at_a_time() -> None:
     one, many = (Histogram(n, "h", buckets=SCORE_BUCKETS, registry=CollectorRegistry()) for n in ("one", "many"))
     for value in values:
         one.observe(value)
-    observe_many(many, values[:100])
+    observe_many(many, values[:100])  # counted per bucket
     observe_many(many, values[100:])
+    observe_many(many, [0.3, 0.05])  # few: one at a time
+    one.observe(0.3)
+    one.observe(0.05)
     got = {(name.replace("many", "one"), le): v for (name, le), v in _samples(many).items()}
     expected = _samples(one)
     assert got.keys() == expected.keys()
