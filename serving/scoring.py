@@ -189,8 +189,7 @@ class Scorer:
         scores = model.probability(columns, n)
         actions = decide(scores, model.thresholds)
         reasons = self._reasons(model, columns, scores, actions)
-        served = [_plain_values(columns[name]) for name in model.features]
-        vectors = [dict(zip(model.features, values, strict=True)) for values in zip(*served, strict=True)]
+        vectors = _vectors(model.features, columns, n)
         return [
             Decision(
                 txn_id=str(txn["txn_id"]),
@@ -289,6 +288,18 @@ def _fmt(value: Any) -> str:
 
 
 _PLAIN_TYPES = frozenset({int, float, str, bool, type(None)})
+
+
+def _vectors(names: list[str], columns: Columns, n: int) -> list[dict[str, Any]]:
+    """Each transaction's served vector (feature -> plain value), for the decision log. A few rows go value by
+    value; many, a column at a time (each column's conversion costs a few µs, whatever its length)."""
+    if n < 16:
+        return [
+            {name: v if (v := columns[name][i]).__class__ in _PLAIN_TYPES else _plain(v) for name in names}
+            for i in range(n)
+        ]
+    served = [_plain_values(columns[name]) for name in names]
+    return [dict(zip(names, values, strict=True)) for values in zip(*served, strict=True)]
 
 
 def _plain_values(values: Any) -> list[Any]:
