@@ -156,7 +156,7 @@ def as_numeric(values: Any) -> np.ndarray:
     series = pd.Series(values)
     if not pd.api.types.is_numeric_dtype(series):
         series = pd.to_numeric(series, errors="coerce")
-    out = series.to_numpy(dtype="float64", na_value=np.nan)
+    out = series.to_numpy(dtype="float64", na_value=np.nan, copy=True)  # written below: never Arrow's read-only view
     out[~np.isfinite(out)] = np.nan
     return out
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from monitoring.profile import OTHER, Profile, summarize_categorical, summarize_numeric
+from monitoring.profile import OTHER, Profile, as_numeric, summarize_categorical, summarize_numeric
 from skewless.errors import BadInputError
 from tests.monitoring.synthetic_logs import reference
 
@@ -53,3 +53,12 @@ def test_profile_round_trips_through_json() -> None:
 def test_a_malformed_profile_is_refused_by_name(data: object) -> None:
     with pytest.raises(BadInputError, match="model v3 reference"):
         Profile.from_dict(data, where="model v3 reference")  # type: ignore[arg-type]
+
+
+def test_numbers_read_straight_from_arrow_are_summarized_without_writing_into_them() -> None:
+    """One Arrow chunk without nulls converts to a read-only numpy view; the summary must not write into it."""
+    column = pa.chunked_array([pa.array([0.1, float("inf"), 0.3])])
+    view = column.to_numpy()
+    assert not view.flags.writeable
+    out = as_numeric(view)
+    assert np.isnan(out[1]) and out[0] == 0.1 and view[1] == float("inf")
