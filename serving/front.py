@@ -27,14 +27,21 @@ if TYPE_CHECKING:
 
 
 def _as_row(txn: Transaction) -> dict[str, Any]:
-    row = dict(txn)  # the fields as validated (model_dump would walk them again)
+    # The fields as validated: a copy of the model's own dict (``dict(txn)`` walks pydantic's ``__iter__``, ~4 µs a
+    # transaction here, ~40x the copy; ``model_dump`` walks them again).
+    row = txn.__dict__.copy()
     row["event_timestamp"] = row.pop("timestamp").astimezone(UTC)
     return row
 
 
-def _check_clock(settings: Settings, txn: Transaction, loc: list[Any]) -> None:
-    """422 for a timestamp further in the future than clocks can disagree (``loc``: where the transaction is)."""
-    if txn.timestamp > datetime.now(UTC) + timedelta(seconds=settings.max_future_seconds):
+def _latest_allowed(settings: Settings) -> datetime:
+    """The latest timestamp accepted now: clocks may disagree by ``max_future_seconds``."""
+    return datetime.now(UTC) + timedelta(seconds=settings.max_future_seconds)
+
+
+def _check_clock(settings: Settings, txn: Transaction, loc: list[Any], latest: datetime) -> None:
+    """422 for a timestamp after ``latest`` (``_latest_allowed``; ``loc``: where the transaction is)."""
+    if txn.timestamp > latest:
         raise _invalid(
             [
                 {
@@ -104,7 +111,7 @@ def _invalid(errors: list[Any]) -> _Answer:
 
 async def score_one(service: Service, txn: Transaction) -> dict[str, Any]:
     """The answer to ``POST /score``; raises ``_Answer`` for anything but a 200."""
-    _check_clock(service.settings, txn, ["body"])
+    _check_clock(service.settings, txn, ["body"], _latest_allowed(service.settings))
     try:
         return _response(await service.batcher.submit(_as_row(txn)))
     except DependencyUnavailableError as exc:
@@ -126,8 +133,9 @@ async def score_many(service: Service, body: BatchRequest) -> dict[str, Any]:
                 }
             ]
         )
+    latest = _latest_allowed(service.settings)
     for i, txn in enumerate(body.transactions):
-        _check_clock(service.settings, txn, ["body", "transactions", i])
+        _check_clock(service.settings, txn, ["body", "transactions", i], latest)
     try:
         decisions = await service.batcher.run_batch([_as_row(t) for t in body.transactions])
     except DependencyUnavailableError as exc:
