@@ -57,13 +57,33 @@ class _ViewRead:
 
 @dataclass
 class EntityFeatures:
-    """One transaction's stored features, plus what was missing or stale."""
+    """What one transaction's stored features lacked: missing or stale features, unknown entities, and the age of
+    each view's row. (The values themselves come as columns: ``StoredBatch.columns``.)"""
 
-    values: dict[str, Any]
     missing: list[str]
     stale: list[str]
     unknown_entities: list[str]
     ages_seconds: dict[str, float]
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    """A batch's stored features: ``columns`` (feature -> values, in the rows' order) and, per row, what was
+    missing (``rows``)."""
+
+    columns: dict[str, list[Any]]
+    rows: list[EntityFeatures]
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One entity's stored features: its values (in the order of its join key's features) and what was lacking."""
+
+    values: tuple[Any, ...]
+    missing: list[str]
+    stale: list[str]
+    unknown: list[str]
+    ages: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -76,7 +96,7 @@ class PreparedRead:
     commands: list[tuple[Any, ...]]
     scripted: list[bool]  # per entity type: one script call (its reply lists every key's), or an HMGET per key
 
-    def results(self, replies: list[Any], now: datetime | None = None) -> list[EntityFeatures]:
+    def results(self, replies: list[Any], now: datetime | None = None) -> StoredBatch:
         groups, at = [], 0
         for scripted, values in zip(self.scripted, self.by_key.values(), strict=True):
             if scripted:
@@ -112,6 +132,7 @@ class OnlineFeatures:
         for read in self._reads:
             self._by_key.setdefault(read.join_key, []).append(read)
         self._fields = {k: [f for r in reads for f in r.fields] for k, reads in self._by_key.items()}
+        self._names = {k: [name for r in reads for name in r.features] for k, reads in self._by_key.items()}
         self._key_parts = {k: self._key_template(k) for k in self._by_key}
         self._decoder = _Decoder()
         self._script_sha = hashlib.sha1(_HMGET_MANY.encode()).hexdigest()
@@ -150,8 +171,8 @@ class OnlineFeatures:
             return self._key(join_key, value)
         return parts[0] + struct.pack("<q", int(value)) + parts[1]
 
-    def read(self, rows: list[dict[str, Any]], now: datetime | None = None) -> list[EntityFeatures]:
-        """Stored features for each row (a dict holding the join keys), in the rows' order; one round trip."""
+    def read(self, rows: list[dict[str, Any]], now: datetime | None = None) -> StoredBatch:
+        """Stored features of the rows (dicts holding the join keys), in the rows' order; one round trip."""
         prepared = self.prepare(rows)
         return prepared.results(self._channel.send(prepared.commands, self.load), now)
 
@@ -181,44 +202,48 @@ class OnlineFeatures:
 
     def results(
         self, rows: list[dict[str, Any]], by_key: dict[str, list[Any]], groups: list[Any], now: datetime | None
-    ) -> list[EntityFeatures]:
+    ) -> StoredBatch:
         for group in groups:
             for reply in group if isinstance(group, list) else [group]:
                 if isinstance(reply, redis.exceptions.NoScriptError):
                     raise reply
                 if isinstance(reply, Exception):
                     raise DependencyUnavailableError(f"online store (Redis) refused the read: {reply}")
+        if not rows:
+            return StoredBatch({name: [] for names in self._names.values() for name in names}, [])
         now_s = (now or datetime.now(UTC)).timestamp()
-        entities = {
-            (join_key, value): self._entity(join_key, raw, now_s)
-            for (join_key, values), group in zip(by_key.items(), groups, strict=True)
-            for value, raw in zip(values, group, strict=True)
-        }
-        if len(self._by_key) == 1:
-            (join_key,) = self._by_key
-            return [EntityFeatures(*_copy(entities[(join_key, row[join_key])])) for row in rows]
-        results = []
-        for row in rows:
-            parts = [entities[(join_key, row[join_key])] for join_key in self._by_key]
-            values: dict[str, Any] = {}
+        columns: dict[str, list[Any]] = {}
+        by_row: list[list[_Part]] = []  # per join key, each row's entity
+        for (join_key, values), group in zip(by_key.items(), groups, strict=True):
+            entities = {value: self._entity(join_key, raw, now_s) for value, raw in zip(values, group, strict=True)}
+            parts = [entities[row[join_key]] for row in rows]
+            by_row.append(parts)
+            # one transposition in C per join key, rather than a lookup per row and feature
+            transposed = zip(*[part.values for part in parts], strict=True)
+            columns.update(zip(self._names[join_key], map(list, transposed), strict=True))
+        if len(by_row) == 1:  # a row's own lists: two rows of one entity must not share mutable values
+            lacking = [EntityFeatures(list(p.missing), list(p.stale), list(p.unknown), dict(p.ages)) for p in by_row[0]]
+            return StoredBatch(columns, lacking)
+        lacking = []
+        for parts in zip(*by_row, strict=True):
+            missing: list[str] = []
+            stale: list[str] = []
+            unknown: list[str] = []
             ages: dict[str, float] = {}
             for part in parts:
-                values.update(part[0])
-                ages.update(part[4])
-            results.append(
-                EntityFeatures(
-                    values,
-                    [name for part in parts for name in part[1]],
-                    [name for part in parts for name in part[2]],
-                    [name for part in parts for name in part[3]],
-                    ages,
-                )
-            )
-        return results
+                if part.missing:
+                    missing += part.missing
+                if part.stale:
+                    stale += part.stale
+                if part.unknown:
+                    unknown += part.unknown
+                ages.update(part.ages)
+            lacking.append(EntityFeatures(missing, stale, unknown, ages))
+        return StoredBatch(columns, lacking)
 
     def _entity(self, join_key: str, raw: list[bytes | None], now_s: float) -> _Part:
         """One entity's stored features from its HMGET reply: values, missing, stale, unknown entities, ages."""
-        values: dict[str, Any] = {}
+        values: list[Any] = []
         missing: list[str] = []
         stale: list[str] = []
         unknown: list[str] = []
@@ -231,7 +256,7 @@ class OnlineFeatures:
             if not ts_raw:
                 if read.entity not in unknown:
                     unknown.append(read.entity)
-                values.update(dict.fromkeys(read.features))
+                values += [None] * len(read.features)
                 missing.extend(read.features)
                 continue
             age = now_s - self._decoder.timestamp(ts_raw)
@@ -239,22 +264,14 @@ class OnlineFeatures:
             ttl = read.ttl_seconds
             if ttl and age > ttl:
                 # Past the view's TTL training would have seen nothing, so serving uses nothing either.
-                values.update(dict.fromkeys(read.features))
+                values += [None] * len(read.features)
                 stale.extend(read.features)
                 continue
             decoded = self._decoder.many(blobs[:-1])
-            values.update(zip(read.features, decoded, strict=True))
+            values += decoded
             if None in decoded:
                 missing.extend(name for name, value in zip(read.features, decoded, strict=True) if value is None)
-        return values, missing, stale, unknown, ages
-
-
-_Part = tuple[dict[str, Any], list[str], list[str], list[str], dict[str, float]]
-
-
-def _copy(part: _Part) -> _Part:
-    """A row's own copy of an entity's part (two rows of one entity must not share mutable values)."""
-    return dict(part[0]), list(part[1]), list(part[2]), list(part[3]), dict(part[4])
+        return _Part(tuple(values), missing, stale, unknown, ages)
 
 
 class _Decoder:

@@ -110,11 +110,10 @@ class Scorer:
         record = parts.realtime.prepare(transactions) if parts.realtime.views else None
 
         def use(replies: Iterator[Any]) -> tuple[Columns, list[EntityFeatures]]:
-            # The reads come first and are decoded while Redis is still running the real-time scripts, whose
-            # replies are then converted one by one as they arrive.
+            # The reads come first and are decoded while Redis is still running the real-time scripts.
             stored = read.results(list(islice(replies, len(read.commands))), datetime.now(UTC))
-            windowed = record.results(replies) if record else [{} for _ in transactions]
-            return self._columns(parts, transactions, stored, windowed), stored
+            windowed = record.columns_as_given(replies) if record else {}
+            return self._columns(parts, transactions, stored.columns, windowed), stored.rows
 
         return self._channel.exchange(read.commands + (record.commands if record else []), use, self._load(parts))
 
@@ -136,20 +135,22 @@ class Scorer:
         """A large batch decided a chunk at a time, in time order, as Redis answers its real-time scripts: the
         model works on one chunk while Redis computes the next. Each transaction's decision is its own, so the
         answers are those of the whole batch at once."""
-        read = parts.online.prepare(transactions)
         record = parts.realtime.prepare(transactions)
+        ordered = [transactions[i] for i in record.order]  # stored features read in time order too: chunks slice
+        read = parts.online.prepare(ordered)
 
         def use(replies: Iterator[Any]) -> tuple[list[Decision], float]:
             stored = read.results(list(islice(replies, len(read.commands))), datetime.now(UTC))
             out: list[Any] = [None] * len(transactions)
             seconds = 0.0
-            for at in range(0, len(record.order), PIPELINE_CHUNK):
-                chunk = record.order[at : at + PIPELINE_CHUNK]
-                windowed = [record.features(reply) for reply in islice(replies, len(chunk))]
-                rows, chunk_stored = [transactions[i] for i in chunk], [stored[i] for i in chunk]
-                columns = self._columns(parts, rows, chunk_stored, windowed)
+            for at in range(0, len(ordered), PIPELINE_CHUNK):
+                end = at + PIPELINE_CHUNK
+                rows, chunk_stored = ordered[at:end], stored.rows[at:end]
+                windowed = record.columns(islice(replies, len(rows)))
+                columns = self._columns(parts, rows, {n: v[at:end] for n, v in stored.columns.items()}, windowed)
                 started = time.perf_counter()
-                for i, decision in zip(chunk, self.decisions(rows, columns, chunk_stored, model), strict=True):
+                decisions = self.decisions(rows, columns, chunk_stored, model)
+                for i, decision in zip(record.order[at:end], decisions, strict=True):
                     out[i] = decision
                 seconds += time.perf_counter() - started
             return out, seconds
@@ -167,16 +168,12 @@ class Scorer:
 
     @staticmethod
     def _columns(
-        parts: _ServiceParts,
-        transactions: list[dict[str, Any]],
-        stored: list[EntityFeatures],
-        windowed: list[dict[str, Any]],
+        parts: _ServiceParts, transactions: list[dict[str, Any]], stored: Columns, windowed: Columns
     ) -> Columns:
+        """The request's fields, the stored and real-time features (as columns), and the on-demand features."""
         columns: Columns = {name: [row[name] for row in transactions] for name in transactions[0]}
-        for name in parts.online.feature_names:
-            columns[name] = [s.values[name] for s in stored]
-        for name in parts.realtime.feature_names:
-            columns[name] = [w[name] for w in windowed]
+        columns.update(stored)
+        columns.update(windowed)
         for view in parts.on_demand:
             columns.update(_on_demand(view, columns))
         return columns

@@ -47,7 +47,7 @@ class FakeScorer:
     def features(self, transactions: list[dict], model: FakeModel) -> tuple[dict, list[EntityFeatures]]:
         self.reads.append((model.version, len(transactions)))
         columns = {"amount": [t["amount"] for t in transactions], "txn_id": [t["txn_id"] for t in transactions]}
-        return columns, [EntityFeatures({}, [], [], [], {}) for _ in transactions]
+        return columns, [EntityFeatures([], [], [], {}) for _ in transactions]
 
     def score_timed(self, transactions: list[dict], model: FakeModel) -> tuple[list[Decision], float]:
         return self.decisions(transactions, *self.features(transactions, model), model), 0.001

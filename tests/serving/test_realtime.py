@@ -110,6 +110,13 @@ def test_a_batch_can_ride_in_the_callers_pipeline(realtime: RealtimeAggregates, 
     replies = pipe.execute(raise_on_error=False)
     second, first = batch.results(replies[1:])
     assert first["txn_count_10m"] == 0 and second["txn_count_10m"] == 1  # run in time order, answered in order
+    # as columns: in the calls' (time) order, or in the order given; the same values as per transaction
+    assert batch.order == [1, 0]
+    in_time = batch.columns(replies[1:])
+    assert in_time["txn_count_10m"] == [0, 1] and in_time["amount_sum_10m"] == [0.0, 5.0]
+    as_given = batch.columns_as_given(replies[1:])
+    assert as_given == {name: [second[name], first[name]] for name in realtime.feature_names}
+    assert batch.columns([]) == {name: [] for name in realtime.feature_names}
 
 
 def test_an_earlier_copy_moves_the_event(realtime: RealtimeAggregates) -> None:
