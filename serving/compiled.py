@@ -57,6 +57,41 @@ def text_column(values: Any) -> np.ndarray:
     return np.array(["missing" if v is None or v != v else str(v) for v in values], dtype="object")
 
 
+def column_drops(
+    probability: Callable[[Mapping[str, Any], int], np.ndarray],
+    columns: Mapping[str, Any],
+    n: int,
+    scores: np.ndarray,
+    values: Mapping[str, float],
+) -> np.ndarray:
+    """``ServedModel.drops`` for any model: the variants are built as columns (each row once per feature not
+    already at its value) and go to ``probability`` in one call."""
+    names = list(values)
+    tried: list[tuple[int, int]] = []  # (feature k, row j) pairs worth a prediction
+    at: dict[str, list[int]] = {name: [] for name in names}  # per feature, where its pairs sit
+    for j in range(n):
+        for k, name in enumerate(names):
+            if not _at_value(columns[name][j], values[name]):
+                at[name].append(len(tried))
+                tried.append((k, j))
+    drops = np.zeros((len(names), n))  # untried pairs: no change
+    if tried:
+        ks, js = (np.array(part) for part in zip(*tried, strict=True))
+        variants = {name: [column[j] for j in js.tolist()] for name, column in columns.items()}
+        for name, positions in at.items():
+            column = variants[name]
+            for position in positions:
+                column[position] = values[name]
+        drops[ks, js] = scores[js] - probability(variants, len(tried))
+    return drops
+
+
+def _at_value(value: Any, wanted: float) -> bool:
+    """True when setting the feature to ``wanted`` would change nothing (a missing value is not at it: its
+    missing indicator would change)."""
+    return isinstance(value, int | float | np.integer | np.floating) and value == wanted
+
+
 Block = Callable[[Mapping[str, Any], int], np.ndarray]
 
 
@@ -67,6 +102,17 @@ class _Numeric:
     indicate: np.ndarray | None  # indices of features with a missing indicator
     mean: np.ndarray | None
     scale: np.ndarray | None
+
+    @property
+    def width(self) -> int:
+        return len(self.columns) + (len(self.indicate) if self.indicate is not None else 0)
+
+    def places(self, name: str) -> list[int]:
+        """The output columns of feature ``name``: its value, then its missing indicator if it has one. Each is
+        computed from that feature alone."""
+        j = self.columns.index(name)
+        indicated = [] if self.indicate is None else np.flatnonzero(self.indicate == j).tolist()
+        return [j] + [len(self.columns) + k for k in indicated]
 
     def __call__(self, columns: Mapping[str, Any], n: int) -> np.ndarray:
         try:  # one conversion for all columns (None becomes NaN); text in a column takes the slow way
@@ -249,7 +295,62 @@ class CompiledModel:
         return np.hstack(parts) if len(parts) > 1 else parts[0]
 
     def probability(self, columns: Mapping[str, Any], n: int) -> np.ndarray:
+        return self._predict(self.matrix(columns, n), n)
+
+    def drops(self, columns: Mapping[str, Any], n: int, scores: np.ndarray, values: Mapping[str, float]) -> np.ndarray:
+        """``ServedModel.drops`` on the feature matrix: the ``n`` rows' matrix is built once and each variant is
+        a copy of its row with the feature's own columns (value, missing indicator) set to what the value gives
+        them. A variant whose columns would not change is not predicted (its drop is 0). Features outside the
+        numeric blocks go to the Pipeline-shaped way (``column_drops``)."""
+        names = list(values)
+        places = self._places(names)
+        if places is None:
+            return column_drops(self.probability, columns, n, scores, values)
         x = self.matrix(columns, n)
+        wanted = self._numeric_row(values)
+        ks, js, changed = [], [], []
+        for k, cols in enumerate(places):
+            target = wanted[cols]
+            rows = np.flatnonzero(~np.all(x[:, cols] == target, axis=1))  # NaN equals nothing: missing changes
+            ks.append(np.full(len(rows), k))
+            js.append(rows)
+            changed.append((cols, target))
+        drops = np.zeros((len(names), n))
+        k_all, j_all = np.concatenate(ks), np.concatenate(js)
+        if not len(j_all):
+            return drops
+        variants = x[j_all]
+        at = 0
+        for rows, (cols, target) in zip(js, changed, strict=True):
+            variants[at : at + len(rows), cols] = target
+            at += len(rows)
+        drops[k_all, j_all] = scores[j_all] - self._predict(variants, len(j_all))
+        return drops
+
+    def _places(self, names: list[str]) -> list[list[int]] | None:
+        """Each feature's columns in the matrix, or None when one is not in a numeric block."""
+        offsets, at = {}, 0
+        for block in self._blocks:
+            if isinstance(block, _Numeric):
+                for name in block.columns:
+                    offsets[name] = (block, at)
+            at += block.width
+        if any(name not in offsets for name in names):
+            return None
+        return [[offsets[name][1] + c for c in offsets[name][0].places(name)] for name in names]
+
+    def _numeric_row(self, values: Mapping[str, float]) -> np.ndarray:
+        """One matrix row whose numeric blocks hold ``values`` (other features missing; only the columns of the
+        features given are read from it)."""
+        parts = []
+        for block in self._blocks:
+            if isinstance(block, _Numeric):
+                parts.append(block({name: [values.get(name)] for name in block.columns}, 1))
+            else:
+                parts.append(np.zeros((1, block.width)))
+        return np.hstack(parts)[0]
+
+    def _predict(self, x: np.ndarray, n: int) -> np.ndarray:
         native = self._native
         if native is not None:
             return native(x)

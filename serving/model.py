@@ -18,7 +18,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
-from serving.compiled import CompiledModel
+from serving.compiled import CompiledModel, column_drops
 from skewless.errors import DependencyUnavailableError, SkewlessError
 from skewless.settings import Settings
 from training import registry
@@ -48,6 +48,14 @@ class ServedModel:
             return self.compiled.probability(columns, n)
         frame = pd.DataFrame({name: columns[name] for name in self.features}, index=range(n))
         return np.asarray(self.pipeline.predict_proba(frame)[:, 1], dtype="float64")
+
+    def drops(self, columns: Mapping[str, Any], n: int, scores: np.ndarray, values: Mapping[str, float]) -> np.ndarray:
+        """How much each of ``n`` rows' scores (``scores``, for ``columns``) falls when one feature takes the value
+        given (``values``: feature -> value), one feature at a time: an array (features in ``values``' order x
+        rows), 0 where that would leave the model's input as it was. All variants go in one prediction."""
+        if self.compiled is not None:
+            return self.compiled.drops(columns, n, scores, values)
+        return column_drops(self.probability, columns, n, scores, values)
 
 
 def _training_medians(pipeline: Pipeline) -> dict[str, float]:

@@ -208,9 +208,9 @@ class Scorer:
     ) -> list[list[str]]:
         """For flagged transactions: the numeric features whose typical value would lower the score most.
 
-        Each candidate feature is set to its training median, one at a time, in one batched prediction; the
-        biggest drops are the reasons. A feature already at its median cannot lower the score and is not tried.
-        Approved transactions get none, which keeps the common path cheap.
+        Each candidate feature is set to its training median, one at a time, in one batched prediction
+        (``ServedModel.drops``); the biggest drops are the reasons. A feature already at its median cannot lower
+        the score and is not tried. Approved transactions get none, which keeps the common path cheap.
         """
         out: list[list[str]] = [[] for _ in range(len(scores))]
         flagged = np.flatnonzero(actions != "approve")
@@ -219,23 +219,7 @@ class Scorer:
             return out
         descriptions = self._service_parts(model.feature_service).descriptions
         rows = {name: [columns[name][i] for i in flagged] for name in model.features}
-        # (candidate k, flagged row j) pairs worth a prediction, and per candidate where its pairs sit
-        tried: list[tuple[int, int]] = []
-        at: dict[str, list[int]] = {name: [] for name in names}
-        for j in range(len(flagged)):
-            for k, name in enumerate(names):
-                if not _at_median(rows[name][j], model.medians[name]):
-                    at[name].append(len(tried))
-                    tried.append((k, j))
-        drops = np.zeros((len(names), len(flagged)))  # untried pairs: no change
-        if tried:
-            ks, js = (np.array(part) for part in zip(*tried, strict=True))
-            variants = {name: [values[j] for j in js.tolist()] for name, values in rows.items()}
-            for name, positions in at.items():
-                column = variants[name]
-                for position in positions:
-                    column[position] = model.medians[name]
-            drops[ks, js] = scores[flagged][js] - model.probability(variants, len(tried))
+        drops = model.drops(rows, len(flagged), scores[flagged], {name: model.medians[name] for name in names})
         for j, row_index in enumerate(flagged):
             best = np.argsort(-drops[:, j], kind="stable")[: self._reasons_count]
             out[row_index] = [
@@ -244,12 +228,6 @@ class Scorer:
                 if drops[k, j] > REASON_MIN_DROP
             ]
         return out
-
-
-def _at_median(value: Any, median: float) -> bool:
-    """True when setting the feature to its median would change nothing (missing values are not: imputation
-    fills them, but their missing indicator would change)."""
-    return isinstance(value, int | float | np.integer | np.floating) and value == median
 
 
 def _on_demand(view: Any, columns: Columns) -> Columns:

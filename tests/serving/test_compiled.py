@@ -13,7 +13,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures
 from threadpoolctl import threadpool_limits
 
-from serving.compiled import GTIL_MAX_ROWS, CompiledModel
+from serving.compiled import GTIL_MAX_ROWS, CompiledModel, column_drops
 from serving.native import NativeTrees, compile_library, library_path
 from training.model import FeatureKinds, candidate_models
 
@@ -66,6 +66,34 @@ def test_compiled_probabilities_equal_the_pipeline(fitted: dict[str, Pipeline], 
             columns = {c: part[c].tolist() for c in part.columns}  # lists holding None, as the scorer builds them
             got = compiled.probability(columns, rows)
             np.testing.assert_allclose(got, expected[:rows], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["hist_gradient_boosting", "native", "logistic_regression"])
+def test_drops_made_on_the_matrix_equal_the_pipeline_on_rebuilt_rows(
+    fitted: dict[str, Pipeline], name: str, tmp_path: Path
+) -> None:
+    """Each row with one numeric feature at a value, one feature at a time: the drops the compiled model makes by
+    editing its feature matrix equal the Pipeline's predictions of the rows rebuilt as frames, and so do the drops
+    made from columns. A row whose input would not change (already at the value) is not predicted: exactly 0."""
+    pipeline = fitted["hist_gradient_boosting" if name == "native" else name]
+    compiled = CompiledModel.build(pipeline)
+    assert compiled is not None
+    if name == "native":
+        assert compiled.compile_native(tmp_path)
+    frame, _ = _frame(40, seed=7)
+    frame.loc[2, "amount"] = None  # missing: its missing indicator changes too
+    frame.loc[6, "orders"] = 10
+    values = {"amount": 20.0, "orders": 10.0, "always_missing": 0.0, "ratio": float(frame.loc[5, "ratio"])}
+    base = pipeline.predict_proba(frame)[:, 1]
+    expected = np.array([base - pipeline.predict_proba(frame.assign(**{k: v}))[:, 1] for k, v in values.items()])
+    columns = {c: frame[c].tolist() for c in frame.columns}
+    with threadpool_limits(1):
+        got = compiled.drops(columns, len(frame), base, values)
+        from_columns = column_drops(compiled.probability, columns, len(frame), base, values)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(from_columns, expected, rtol=0, atol=1e-12)
+    assert got[1, 6] == 0 and got[3, 5] == 0, "already at the value: not predicted"
+    assert np.count_nonzero(got) > 20, "the other variants do move the scores"
 
 
 def test_native_trees_equal_the_pipeline(fitted: dict[str, Pipeline], tmp_path: Path) -> None:
