@@ -2,9 +2,11 @@
 
 The scoring thread only hands decisions over (a deque append); a sender thread of its own serializes them and
 sends whatever has gathered in one pipelined write, so neither JSON nor a Redis round trip sits on the request
-path. A stream entry holds up to ``PER_ENTRY`` decisions of one scored batch, as a JSON array in its
-``decisions`` field: one ``XADD`` per decision cost the sender more than the JSON. (Readers also take the older
-one-decision entries, a ``decision`` field holding one object: ``decisions_of``.) When Redis cannot take them (it
+path. A stream entry holds up to ``PER_ENTRY`` decisions of one model call, as a JSON array in its
+``decisions`` field, each decision's served vector a list of values whose names the entry's ``features`` field
+lists once: one ``XADD`` per decision cost the sender more than the JSON, and a dict per vector more than
+its values. (Readers also take the older entries: vectors as objects, or one decision in a ``decision`` field;
+``decisions_of`` gives every kind as dicts with a ``features`` object.) When Redis cannot take them (it
 is down, and a fail policy answered) they wait in a bounded in-memory buffer and go out with the next send that
 works; shutdown sends what is left.
 """
@@ -36,19 +38,24 @@ SEND_INTERVAL_S = 0.02
 
 
 def decisions_of(fields: dict[bytes, bytes]) -> list[dict[str, Any]]:
-    """The decisions of one stream entry, in the order they were logged."""
-    if b"decisions" in fields:
-        return list(json.loads(fields[b"decisions"]))
-    return [json.loads(fields[b"decision"])]
+    """The decisions of one stream entry, in the order they were logged, each vector as a ``features`` object."""
+    if b"decisions" not in fields:
+        return [json.loads(fields[b"decision"])]
+    decisions: list[dict[str, Any]] = json.loads(fields[b"decisions"])
+    if b"features" in fields:
+        names = json.loads(fields[b"features"])
+        for decision in decisions:
+            decision["features"] = dict(zip(names, decision["features"], strict=True))
+    return decisions
 
 
 class DecisionLog:
     def __init__(self, client: redis.Redis, stream: str, max_entries: int = MAX_ENTRIES) -> None:
         self._channel = Channel(client, "decision stream (Redis)")
         # "~": Redis trims whole nodes (cheap) once the stream is past the bound, rather than to the entry
-        self._xadd: tuple[Any, ...] = ("XADD", stream, "MAXLEN", "~", max_entries, "*", "decisions")
+        self._xadd: tuple[Any, ...] = ("XADD", stream, "MAXLEN", "~", max_entries, "*")
         self._handed: deque[tuple[list[Decision], list[dict[str, Any]], float, str]] = deque()
-        self._pending: deque[tuple[bytes, int]] = deque()  # serialized entries and how many decisions each holds
+        self._pending: deque[tuple[tuple[bytes, ...], int]] = deque()  # entries' fields, and their decisions
         self._pending_count = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -85,10 +92,15 @@ class DecisionLog:
         while self._handed:
             decisions, transactions, latency_s, logged_at = self._handed.popleft()
             latency_ms = latency_s * 1000
-            records = []
+            by_names: dict[int, tuple[list[str], list[dict[str, Any]]]] = {}  # a canary's two models: two groups
             for decision, txn in zip(decisions, transactions, strict=True):
+                group = by_names.get(id(decision.feature_names))
+                if group is None:
+                    group = by_names[id(decision.feature_names)] = (decision.feature_names, [])
                 record = dict(decision.__dict__)  # shallow: asdict's deep copy of the vector costs more than the JSON
                 del record["feature_ages"]  # a metric (skewless_online_feature_age_seconds), not a log field
+                del record["feature_names"]
+                record["features"] = record.pop("vector")
                 record["user_id"] = txn["user_id"]
                 record["device_id"] = txn["device_id"]
                 record["merchant_id"] = txn["merchant_id"]
@@ -99,11 +111,13 @@ class DecisionLog:
                 record["event_timestamp"] = _iso(txn["event_timestamp"])
                 record["logged_at"] = logged_at
                 record["latency_ms"] = latency_ms
-                records.append(record)
-            for at in range(0, len(records), PER_ENTRY):
-                part = records[at : at + PER_ENTRY]
-                self._pending.append((to_json(part, fallback=str), len(part)))  # pydantic's serializer: 6x json
-                self._pending_count += len(part)
+                group[1].append(record)
+            for names, records in by_names.values():
+                for at in range(0, len(records), PER_ENTRY):
+                    part = records[at : at + PER_ENTRY]
+                    fields = (b"features", to_json(names), b"decisions", to_json(part, fallback=str))
+                    self._pending.append((fields, len(part)))  # pydantic's serializer: 6x json
+                    self._pending_count += len(part)
         dropped = 0
         while self._pending_count > MAX_BUFFERED:
             _, count = self._pending.popleft()
@@ -120,7 +134,7 @@ class DecisionLog:
                 return True
             batch = list(self._pending)
             try:
-                replies = self._channel.send([(*self._xadd, payload) for payload, _ in batch])
+                replies = self._channel.send([(*self._xadd, *fields) for fields, _ in batch])
             except DependencyUnavailableError as exc:
                 log.warning("decision log: %d decisions buffered, %s", self._pending_count, exc)
                 return False

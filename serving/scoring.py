@@ -43,7 +43,10 @@ class Decision:
     missing_features: list[str]
     stale_features: list[str]
     unknown_entities: list[str]
-    features: dict[str, Any] = field(default_factory=dict)
+    # The served vector: plain values in the order of ``feature_names`` (the model's features, one list shared by
+    # the decisions of a model call), so a batch builds no dict per decision; ``features`` pairs them up.
+    feature_names: list[str] = field(default_factory=list)
+    vector: tuple[Any, ...] = ()
     feature_ages: dict[str, float] = field(default_factory=dict)  # seconds since each stored view's row was written
     # Set by the canary (serving/canary.py): which model decided, its model-call time, what the challenger did.
     role: str = "champion"
@@ -53,6 +56,11 @@ class Decision:
     shadow_score: float | None = None
     shadow_recommendation: str | None = None
     shadow_model_ms: float | None = None
+
+    @property
+    def features(self) -> dict[str, Any]:
+        """The served vector, feature -> value."""
+        return dict(zip(self.feature_names, self.vector, strict=True))
 
 
 Columns = dict[str, Any]  # feature or request field -> values (list or array), one per transaction in the batch
@@ -198,7 +206,8 @@ class Scorer:
                 stale_features=stored[i].stale,
                 unknown_entities=stored[i].unknown_entities,
                 feature_ages=stored[i].ages_seconds,
-                features=vectors[i],
+                feature_names=model.features,
+                vector=vectors[i],
             )
             for i, txn in enumerate(transactions)
         ]
@@ -265,16 +274,16 @@ def _fmt(value: Any) -> str:
 _PLAIN_TYPES = frozenset({int, float, str, bool, type(None)})
 
 
-def _vectors(names: list[str], columns: Columns, n: int) -> list[dict[str, Any]]:
-    """Each transaction's served vector (feature -> plain value), for the decision log. A few rows go value by
-    value; many, a column at a time (each column's conversion costs a few µs, whatever its length)."""
+def _vectors(names: list[str], columns: Columns, n: int) -> list[tuple[Any, ...]]:
+    """Each transaction's served vector (plain values in the order of ``names``), for the decision log. A few
+    rows go value by value; many, a column at a time (each column's conversion costs a few µs, whatever its
+    length), then one transposition."""
     if n < 16:
         return [
-            {name: v if (v := columns[name][i]).__class__ in _PLAIN_TYPES else _plain(v) for name in names}
+            tuple([v if (v := columns[name][i]).__class__ in _PLAIN_TYPES else _plain(v) for name in names])
             for i in range(n)
         ]
-    served = [_plain_values(columns[name]) for name in names]
-    return [dict(zip(names, values, strict=True)) for values in zip(*served, strict=True)]
+    return list(zip(*[_plain_values(columns[name]) for name in names], strict=True))
 
 
 def _plain_values(values: Any) -> list[Any]:

@@ -16,8 +16,9 @@ pytestmark = pytest.mark.integration
 
 
 def _batch(n: int, start: int = 0) -> tuple[list[Decision], list[dict]]:
+    names = ["amount"]  # the model's feature list, which the decisions of one model call share
     decisions = [
-        Decision(f"t{i}", 0.25, "approve", 3, [], [], [], [], features={"amount": float(i)}, feature_ages={"v": 1.0})
+        Decision(f"t{i}", 0.25, "approve", 3, [], [], [], [], names, (float(i),), feature_ages={"v": 1.0})
         for i in range(start, start + n)
     ]
     when = datetime(2026, 10, 1, 12, tzinfo=UTC)
@@ -44,6 +45,26 @@ def test_a_batch_is_logged_in_entries_of_at_most_per_entry_decisions(redis_url: 
         assert first["latency_ms"] == pytest.approx(4.0) and first["event_timestamp"] == "2026-10-01T12:00:00+00:00"
         assert first["features"] == {"amount": 0.0} and "feature_ages" not in first
         assert (first["user_id"], first["country"], first["model_version"]) == (0, "DE", 3)
+        assert entries[0][1][b"features"] == b'["amount"]', "the vectors' names, once per entry"
+    finally:
+        client.delete(stream)
+
+
+def test_decisions_of_two_models_in_one_batch_go_to_entries_of_their_own(redis_url: str) -> None:
+    """A canary decides one batch with two models, whose vectors name different features."""
+    client = redis.Redis.from_url(redis_url)
+    stream = "test:events:two-models"
+    client.delete(stream)
+    try:
+        decisions, transactions = _batch(6)
+        challenger = ["amount", "age"]
+        for d in decisions[1::2]:
+            d.model_version, d.feature_names, d.vector = 4, challenger, (d.vector[0], None)
+        DecisionLog(client, stream).append(decisions, transactions, 0.001)
+        entries = [decisions_of(fields) for _, fields in client.xrange(stream)]
+        assert [[d["txn_id"] for d in entry] for entry in entries] == [["t0", "t2", "t4"], ["t1", "t3", "t5"]]
+        assert entries[1][0]["features"] == {"amount": 1.0, "age": None} and entries[1][0]["model_version"] == 4
+        assert entries[0][2]["features"] == {"amount": 4.0}
     finally:
         client.delete(stream)
 

@@ -77,7 +77,10 @@ def test_entries_of_many_decisions_and_older_single_ones_land_once_by_day(redis_
         days = ["2026-10-01", "2026-10-02"] * 60
         batch = [_record(f"new-{i}", day) for i, day in enumerate(days)]
         for at in range(0, len(batch), PER_ENTRY):
-            client.xadd(stream, {"decisions": json.dumps(batch[at : at + PER_ENTRY])})
+            client.xadd(stream, {"decisions": json.dumps(batch[at : at + PER_ENTRY])})  # vectors as objects
+        lists = [{**_record(f"list-{i}", "2026-10-02"), "features": [float(i), None]} for i in range(3)]
+        client.xadd(stream, {"features": json.dumps(["amount", "age"]), "decisions": json.dumps(lists)})
+        batch += lists
         out = tmp_path / "predictions"
         worker = PredictionLogWorker(client, stream, "g-entries", out, batch=1)
         worker.ensure_group()
@@ -91,5 +94,7 @@ def test_entries_of_many_decisions_and_older_single_ones_land_once_by_day(redis_
         assert sorted(logged["txn_id"]) == sorted(["old-1", *(r["txn_id"] for r in batch)])
         assert logged["txn_id"].is_unique
         assert {p.parent.name for p in out.glob("day=*/*.parquet")} == {"day=2026-10-01", "day=2026-10-02"}
+        vectors = dict(zip(logged["txn_id"], logged["features"].map(json.loads), strict=True))
+        assert vectors["new-0"] == {"amount": 1.0} and vectors["list-2"] == {"amount": 2.0, "age": None}
     finally:
         client.delete(stream)
