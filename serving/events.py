@@ -108,7 +108,7 @@ class DecisionLog:
                 record["currency"] = txn["currency"]
                 record["country"] = txn["country"]
                 record["channel"] = txn["channel"]
-                record["event_timestamp"] = _iso(txn["event_timestamp"])
+                record["event_timestamp"] = txn["event_timestamp"]  # ISO 8601 by pydantic-core: a third of isoformat()
                 record["logged_at"] = logged_at
                 record["latency_ms"] = latency_ms
                 group[1].append(record)
@@ -149,7 +149,3 @@ class DecisionLog:
                 log.warning("decision log: %d decisions buffered, Redis refused them: %s", self._pending_count, refused)
                 return False
             return True
-
-
-def _iso(value: Any) -> str:
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
