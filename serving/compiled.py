@@ -226,6 +226,7 @@ class CompiledModel:
         self._trees = _gtil(treelite_model) if treelite_model is not None else None
         self._native: Callable[[np.ndarray], np.ndarray] | None = None  # set once compiled and checked
         self._probe: tuple[dict[str, list[Any]], np.ndarray] | None = None  # columns and expected probabilities
+        self._plans: dict[tuple[Any, ...], Any] = {}  # for ``drops``, per set of values
 
     @classmethod
     def build(cls, pipeline: Pipeline, probe: pd.DataFrame | None = None) -> CompiledModel | None:
@@ -300,32 +301,41 @@ class CompiledModel:
     def drops(self, columns: Mapping[str, Any], n: int, scores: np.ndarray, values: Mapping[str, float]) -> np.ndarray:
         """``ServedModel.drops`` on the feature matrix: the ``n`` rows' matrix is built once and each variant is
         a copy of its row with the feature's own columns (value, missing indicator) set to what the value gives
-        them. A variant whose columns would not change is not predicted (its drop is 0). Features outside the
-        numeric blocks go to the Pipeline-shaped way (``column_drops``)."""
-        names = list(values)
-        places = self._places(names)
-        if places is None:
+        them, all in a few whole-array steps. A variant whose columns would not change is not predicted (its
+        drop is 0). Features outside the numeric blocks go to the Pipeline-shaped way (``column_drops``)."""
+        plan = self._drop_plan(values)
+        if plan is None:
             return column_drops(self.probability, columns, n, scores, values)
+        first, second, targets = plan  # per feature: its value column, its indicator's (or the value's again)
         x = self.matrix(columns, n)
-        wanted = self._numeric_row(values)
-        ks, js, changed = [], [], []
-        for k, cols in enumerate(places):
-            target = wanted[cols]
-            rows = np.flatnonzero(~np.all(x[:, cols] == target, axis=1))  # NaN equals nothing: missing changes
-            ks.append(np.full(len(rows), k))
-            js.append(rows)
-            changed.append((cols, target))
-        drops = np.zeros((len(names), n))
-        k_all, j_all = np.concatenate(ks), np.concatenate(js)
-        if not len(j_all):
+        k = len(first)
+        differs = x[:, np.concatenate([first, second])] != targets  # NaN equals nothing: a missing value changes
+        rows, features = np.nonzero(differs[:, :k] | differs[:, k:])
+        drops = np.zeros((k, n))
+        if not len(rows):
             return drops
-        variants = x[j_all]
-        at = 0
-        for rows, (cols, target) in zip(js, changed, strict=True):
-            variants[at : at + len(rows), cols] = target
-            at += len(rows)
-        drops[k_all, j_all] = scores[j_all] - self._predict(variants, len(j_all))
+        variants = x[rows]
+        at = np.arange(len(rows))
+        variants[at, first[features]] = targets[features]
+        variants[at, second[features]] = targets[k + features]
+        drops[features, rows] = scores[rows] - self._predict(variants, len(rows))
         return drops
+
+    def _drop_plan(self, values: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Per feature of ``values`` (in order): its value column, its missing indicator's column (the value's
+        again without one), and what ``values`` puts in those columns (value columns first, then indicators).
+        None when a feature is not in a numeric block. Worked out once per set of values."""
+        key = tuple(values.items())
+        if key not in self._plans:
+            places = self._places(list(values))
+            if places is None:
+                self._plans[key] = None
+            else:
+                first = np.array([cols[0] for cols in places], dtype="int64")
+                second = np.array([cols[-1] for cols in places], dtype="int64")
+                row = self._numeric_row(values)
+                self._plans[key] = (first, second, np.concatenate([row[first], row[second]]))
+        return self._plans[key]
 
     def _places(self, names: list[str]) -> list[list[int]] | None:
         """Each feature's columns in the matrix, or None when one is not in a numeric block."""
