@@ -115,7 +115,9 @@ class DecisionLog:
             for names, records in by_names.values():
                 for at in range(0, len(records), PER_ENTRY):
                     part = records[at : at + PER_ENTRY]
-                    fields = (b"features", to_json(names), b"decisions", to_json(part, fallback=str))
+                    # NaN (a missing on-demand value, as numpy gives it) is written null, as None is
+                    decisions_json = to_json(part, fallback=str, inf_nan_mode="null")
+                    fields = (b"features", to_json(names), b"decisions", decisions_json)
                     self._pending.append((fields, len(part)))  # pydantic's serializer: 6x json
                     self._pending_count += len(part)
         dropped = 0

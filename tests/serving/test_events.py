@@ -57,14 +57,17 @@ def test_decisions_of_two_models_in_one_batch_go_to_entries_of_their_own(redis_u
     client.delete(stream)
     try:
         decisions, transactions = _batch(6)
+        decisions[0].vector = (float("nan"),)  # a missing on-demand value, as numpy gives it: null, as None is
         challenger = ["amount", "age"]
         for d in decisions[1::2]:
             d.model_version, d.feature_names, d.vector = 4, challenger, (d.vector[0], None)
         DecisionLog(client, stream).append(decisions, transactions, 0.001)
         entries = [decisions_of(fields) for _, fields in client.xrange(stream)]
         assert [[d["txn_id"] for d in entry] for entry in entries] == [["t0", "t2", "t4"], ["t1", "t3", "t5"]]
+        assert entries[0][0]["features"] == {"amount": None}
         assert entries[1][0]["features"] == {"amount": 1.0, "age": None} and entries[1][0]["model_version"] == 4
         assert entries[0][2]["features"] == {"amount": 4.0}
+        assert b"NaN" not in client.xrange(stream)[0][1][b"decisions"]
     finally:
         client.delete(stream)
 
