@@ -25,6 +25,8 @@ from skewless.errors import DependencyUnavailableError
 
 T = TypeVar("T")
 
+SEND_SLICE = 128  # commands packed and written at a time
+
 
 class Channel:
     """Round trips to Redis, each one write of many commands. ``what`` names the store in the errors. Safe to share
@@ -62,7 +64,9 @@ class Channel:
             replies = _Replies(self._connection(), len(commands))
             try:
                 # The health check PINGs only a connection idle longer than the client's health_check_interval.
-                replies.conn.send_packed_command(replies.conn.pack_commands(commands))
+                # Many commands go in slices: Redis runs the first while the rest are packed.
+                for at in range(0, len(commands), SEND_SLICE):
+                    replies.conn.send_packed_command(replies.conn.pack_commands(commands[at : at + SEND_SLICE]))
                 try:
                     result = use(replies)
                 finally:
