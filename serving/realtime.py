@@ -147,18 +147,25 @@ class RealtimeAggregates:
         try:
             event_id = _text(txn[self._event_id])
             ts = _micros(txn[self._timestamp])
-            keys = [prefix + _text(txn[key]) for prefix, key, _ in self._parts]
-            payloads = [SEP.join([_text(txn[c]) for c in columns]) for _, _, columns in self._parts]
+            call: list[Any] = ["EVALSHA", self._sha, len(self._parts)]
+            unset = not event_id or SEP in event_id
+            for prefix, key, _ in self._parts:
+                value = _text(txn[key])
+                unset = unset or not value
+                call.append(prefix + value)
+            call += (event_id, ts)
+            for _, _, columns in self._parts:
+                call.append(SEP.join([_text(txn[c]) for c in columns]))
         except KeyError:
             missing = sorted(c for c in self._columns if c not in txn)
             raise BadInputError(f"transaction #{position}: missing field(s) {missing}") from None
         except (TypeError, ValueError) as exc:
             raise BadInputError(f"transaction #{position} ({self._event_id} {txn[self._event_id]!r}): {exc}") from None
-        if not event_id or SEP in event_id or any(k.endswith(":") for k in keys):
+        if unset:
             raise BadInputError(
                 f"transaction #{position}: {self._event_id} and {[key for _, key, _ in self._parts]} must be set"
             )
-        return ts, ["EVALSHA", self._sha, len(keys), *keys, event_id, ts, *payloads]
+        return ts, call
 
 
 class PreparedBatch:
