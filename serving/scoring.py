@@ -300,7 +300,7 @@ def _plain_values(values: Any) -> list[Any]:
         if values.dtype.kind in "biuf":
             return values.tolist()  # type: ignore[no-any-return]
         values = values.tolist()
-    if all(v.__class__ in _PLAIN_TYPES for v in values):
+    if _PLAIN_TYPES.issuperset(map(type, values)):  # in C: a third of a generator's time per value
         return values if isinstance(values, list) else list(values)
     return [_plain(v) for v in values]
 
