@@ -2,11 +2,12 @@
 
 The scoring thread only hands decisions over (a deque append); a sender thread of its own serializes them and
 sends whatever has gathered in one pipelined write, so neither JSON nor a Redis round trip sits on the request
-path. A stream entry holds up to ``PER_ENTRY`` decisions of one model call, as a JSON array in its
-``decisions`` field, each decision's served vector a list of values whose names the entry's ``features`` field
-lists once: one ``XADD`` per decision cost the sender more than the JSON, and a dict per vector more than
-its values. (Readers also take the older entries: vectors as objects, or one decision in a ``decision`` field;
-``decisions_of`` gives every kind as dicts with a ``features`` object.) When Redis cannot take them (it
+path. A stream entry holds up to ``PER_ENTRY`` decisions of one model call, as columns: a JSON object of
+per-decision lists in its ``columns`` field (each served vector a list of values), the vectors' feature names
+once in ``features``, and what the whole batch shares (when it was logged, its latency) in ``batch``. One
+``XADD`` per decision cost the sender more than the JSON, and a JSON object per decision half as much again as
+these columns. (Readers also take the older entry kinds, a JSON array of decisions in ``decisions`` or one in
+``decision``; ``decisions_of`` gives every kind as dicts with a ``features`` object.) When Redis cannot take them (it
 is down, and a fail policy answered) they wait in a bounded in-memory buffer and go out with the next send that
 works; shutdown sends what is left.
 """
@@ -17,7 +18,9 @@ import json
 import logging
 import threading
 from collections import deque
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import redis
@@ -39,14 +42,36 @@ SEND_INTERVAL_S = 0.02
 
 def decisions_of(fields: dict[bytes, bytes]) -> list[dict[str, Any]]:
     """The decisions of one stream entry, in the order they were logged, each vector as a ``features`` object."""
+    if b"columns" in fields:
+        columns: dict[str, list[Any]] = json.loads(fields[b"columns"])
+        shared, names = json.loads(fields[b"batch"]), json.loads(fields[b"features"])
+        keys = list(columns)
+        decisions = [dict(zip(keys, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+        for decision in decisions:
+            decision["features"] = dict(zip(names, decision["features"], strict=True))
+            decision.update(shared)
+        return decisions
     if b"decisions" not in fields:
         return [json.loads(fields[b"decision"])]
-    decisions: list[dict[str, Any]] = json.loads(fields[b"decisions"])
+    decisions = json.loads(fields[b"decisions"])
     if b"features" in fields:
         names = json.loads(fields[b"features"])
         for decision in decisions:
             decision["features"] = dict(zip(names, decision["features"], strict=True))
     return decisions
+
+
+# What a logged decision holds besides its vector: the Decision's own fields (its per-view feature ages are a
+# metric, not a log field) and the request's.
+_DECIDED = [
+    (f.name, attrgetter(f.name))
+    for f in dataclass_fields(Decision)
+    if f.name not in ("feature_ages", "feature_names", "vector")
+]
+_REQUESTED = [
+    (name, itemgetter(name))
+    for name in ("user_id", "device_id", "merchant_id", "amount", "currency", "country", "channel", "event_timestamp")
+]
 
 
 class DecisionLog:
@@ -91,34 +116,25 @@ class DecisionLog:
     def _serialize_handed(self) -> None:
         while self._handed:
             decisions, transactions, latency_s, logged_at = self._handed.popleft()
-            latency_ms = latency_s * 1000
-            by_names: dict[int, tuple[list[str], list[dict[str, Any]]]] = {}  # a canary's two models: two groups
+            shared = to_json({"logged_at": logged_at, "latency_ms": latency_s * 1000})
+            by_names: dict[int, tuple[list[str], list[Decision], list[dict[str, Any]]]] = {}  # a canary: 2 groups
             for decision, txn in zip(decisions, transactions, strict=True):
                 group = by_names.get(id(decision.feature_names))
                 if group is None:
-                    group = by_names[id(decision.feature_names)] = (decision.feature_names, [])
-                record = dict(decision.__dict__)  # shallow: asdict's deep copy of the vector costs more than the JSON
-                del record["feature_ages"]  # a metric (skewless_online_feature_age_seconds), not a log field
-                del record["feature_names"]
-                record["features"] = record.pop("vector")
-                record["user_id"] = txn["user_id"]
-                record["device_id"] = txn["device_id"]
-                record["merchant_id"] = txn["merchant_id"]
-                record["amount"] = txn["amount"]
-                record["currency"] = txn["currency"]
-                record["country"] = txn["country"]
-                record["channel"] = txn["channel"]
-                record["event_timestamp"] = txn["event_timestamp"]  # ISO 8601 by pydantic-core: a third of isoformat()
-                record["logged_at"] = logged_at
-                record["latency_ms"] = latency_ms
-                group[1].append(record)
-            for names, records in by_names.values():
-                for at in range(0, len(records), PER_ENTRY):
-                    part = records[at : at + PER_ENTRY]
-                    # NaN (a missing on-demand value, as numpy gives it) is written null, as None is
-                    decisions_json = to_json(part, fallback=str, inf_nan_mode="null")
-                    fields = (b"features", to_json(names), b"decisions", decisions_json)
-                    self._pending.append((fields, len(part)))  # pydantic's serializer: 6x json
+                    group = by_names[id(decision.feature_names)] = (decision.feature_names, [], [])
+                group[1].append(decision)
+                group[2].append(txn)
+            for names, decided, requested in by_names.values():
+                names_json = to_json(names)
+                for at in range(0, len(decided), PER_ENTRY):
+                    part, txns = decided[at : at + PER_ENTRY], requested[at : at + PER_ENTRY]
+                    columns = {name: list(map(get, part)) for name, get in _DECIDED}
+                    columns["features"] = [d.vector for d in part]
+                    columns.update((name, list(map(get, txns))) for name, get in _REQUESTED)
+                    # pydantic's serializer (6x json; event times as ISO 8601); NaN (a missing on-demand value, as
+                    # numpy gives it) is written null, as None is
+                    payload = to_json(columns, fallback=str, inf_nan_mode="null")
+                    self._pending.append(((b"features", names_json, b"columns", payload, b"batch", shared), len(part)))
                     self._pending_count += len(part)
         dropped = 0
         while self._pending_count > MAX_BUFFERED:

@@ -67,7 +67,7 @@ def test_decisions_of_two_models_in_one_batch_go_to_entries_of_their_own(redis_u
         assert entries[0][0]["features"] == {"amount": None}
         assert entries[1][0]["features"] == {"amount": 1.0, "age": None} and entries[1][0]["model_version"] == 4
         assert entries[0][2]["features"] == {"amount": 4.0}
-        assert b"NaN" not in client.xrange(stream)[0][1][b"decisions"]
+        assert b"NaN" not in client.xrange(stream)[0][1][b"columns"]
     finally:
         client.delete(stream)
 
