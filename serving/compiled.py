@@ -33,6 +33,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 
 from feature_repo.transformations import as_float
 from serving.native import NativeTrees, compile_library, library_path
+from serving.variants import matrix_drops
 from training.model import as_category
 from training.model import as_float as frame_as_float
 
@@ -55,41 +56,6 @@ def numeric_column(values: Any) -> np.ndarray:
 def text_column(values: Any) -> np.ndarray:
     """str, missing as "missing": what the Pipeline's ``as_category`` produces."""
     return np.array(["missing" if v is None or v != v else str(v) for v in values], dtype="object")
-
-
-def column_drops(
-    probability: Callable[[Mapping[str, Any], int], np.ndarray],
-    columns: Mapping[str, Any],
-    n: int,
-    scores: np.ndarray,
-    values: Mapping[str, float],
-) -> np.ndarray:
-    """``ServedModel.drops`` for any model: the variants are built as columns (each row once per feature not
-    already at its value) and go to ``probability`` in one call."""
-    names = list(values)
-    tried: list[tuple[int, int]] = []  # (feature k, row j) pairs worth a prediction
-    at: dict[str, list[int]] = {name: [] for name in names}  # per feature, where its pairs sit
-    for j in range(n):
-        for k, name in enumerate(names):
-            if not _at_value(columns[name][j], values[name]):
-                at[name].append(len(tried))
-                tried.append((k, j))
-    drops = np.zeros((len(names), n))  # untried pairs: no change
-    if tried:
-        ks, js = (np.array(part) for part in zip(*tried, strict=True))
-        variants = {name: [column[j] for j in js.tolist()] for name, column in columns.items()}
-        for name, positions in at.items():
-            column = variants[name]
-            for position in positions:
-                column[position] = values[name]
-        drops[ks, js] = scores[js] - probability(variants, len(tried))
-    return drops
-
-
-def _at_value(value: Any, wanted: float) -> bool:
-    """True when setting the feature to ``wanted`` would change nothing (a missing value is not at it: its
-    missing indicator would change)."""
-    return isinstance(value, int | float | np.integer | np.floating) and value == wanted
 
 
 Block = Callable[[Mapping[str, Any], int], np.ndarray]
@@ -296,71 +262,19 @@ class CompiledModel:
         return np.hstack(parts) if len(parts) > 1 else parts[0]
 
     def probability(self, columns: Mapping[str, Any], n: int) -> np.ndarray:
-        return self._predict(self.matrix(columns, n), n)
+        return self.predict_matrix(self.matrix(columns, n), n)
 
     def drops(self, columns: Mapping[str, Any], n: int, scores: np.ndarray, values: Mapping[str, float]) -> np.ndarray:
-        """``ServedModel.drops`` on the feature matrix: the ``n`` rows' matrix is built once and each variant is
-        a copy of its row with the feature's own columns (value, missing indicator) set to what the value gives
-        them, all in a few whole-array steps. A variant whose columns would not change is not predicted (its
-        drop is 0). Features outside the numeric blocks go to the Pipeline-shaped way (``column_drops``)."""
-        plan = self._drop_plan(values)
-        if plan is None:
-            return column_drops(self.probability, columns, n, scores, values)
-        first, second, targets = plan  # per feature: its value column, its indicator's (or the value's again)
-        x = self.matrix(columns, n)
-        k = len(first)
-        differs = x[:, np.concatenate([first, second])] != targets  # NaN equals nothing: a missing value changes
-        rows, features = np.nonzero(differs[:, :k] | differs[:, k:])
-        drops = np.zeros((k, n))
-        if not len(rows):
-            return drops
-        variants = x[rows]
-        at = np.arange(len(rows))
-        variants[at, first[features]] = targets[features]
-        variants[at, second[features]] = targets[k + features]
-        drops[features, rows] = scores[rows] - self._predict(variants, len(rows))
-        return drops
+        """``ServedModel.drops`` made on this model's feature matrix (``serving.variants.matrix_drops``)."""
+        return matrix_drops(self, columns, n, scores, values, self._plans)
 
-    def _drop_plan(self, values: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """Per feature of ``values`` (in order): its value column, its missing indicator's column (the value's
-        again without one), and what ``values`` puts in those columns (value columns first, then indicators).
-        None when a feature is not in a numeric block. Worked out once per set of values."""
-        key = tuple(values.items())
-        if key not in self._plans:
-            places = self._places(list(values))
-            if places is None:
-                self._plans[key] = None
-            else:
-                first = np.array([cols[0] for cols in places], dtype="int64")
-                second = np.array([cols[-1] for cols in places], dtype="int64")
-                row = self._numeric_row(values)
-                self._plans[key] = (first, second, np.concatenate([row[first], row[second]]))
-        return self._plans[key]
+    @property
+    def blocks(self) -> list[Block]:
+        """The preprocessing's blocks, in the matrix's column order."""
+        return list(self._blocks)
 
-    def _places(self, names: list[str]) -> list[list[int]] | None:
-        """Each feature's columns in the matrix, or None when one is not in a numeric block."""
-        offsets, at = {}, 0
-        for block in self._blocks:
-            if isinstance(block, _Numeric):
-                for name in block.columns:
-                    offsets[name] = (block, at)
-            at += block.width
-        if any(name not in offsets for name in names):
-            return None
-        return [[offsets[name][1] + c for c in offsets[name][0].places(name)] for name in names]
-
-    def _numeric_row(self, values: Mapping[str, float]) -> np.ndarray:
-        """One matrix row whose numeric blocks hold ``values`` (other features missing; only the columns of the
-        features given are read from it)."""
-        parts = []
-        for block in self._blocks:
-            if isinstance(block, _Numeric):
-                parts.append(block({name: [values.get(name)] for name in block.columns}, 1))
-            else:
-                parts.append(np.zeros((1, block.width)))
-        return np.hstack(parts)[0]
-
-    def _predict(self, x: np.ndarray, n: int) -> np.ndarray:
+    def predict_matrix(self, x: np.ndarray, n: int) -> np.ndarray:
+        """Probabilities of the ``n`` rows of a feature matrix ``x``."""
         native = self._native
         if native is not None:
             return native(x)

@@ -18,7 +18,8 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
-from serving.compiled import CompiledModel, column_drops
+from serving.compiled import CompiledModel
+from serving.variants import column_drops
 from skewless.errors import DependencyUnavailableError, SkewlessError
 from skewless.settings import Settings
 from training import registry

@@ -13,8 +13,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures
 from threadpoolctl import threadpool_limits
 
-from serving.compiled import GTIL_MAX_ROWS, CompiledModel, column_drops
+from serving.compiled import GTIL_MAX_ROWS, CompiledModel
 from serving.native import NativeTrees, compile_library, library_path
+from serving.variants import column_drops
 from training.model import FeatureKinds, candidate_models
 
 KINDS = FeatureKinds(numeric=["amount", "orders", "always_missing", "ratio"], categorical=["country", "channel"])
