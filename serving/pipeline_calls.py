@@ -29,8 +29,8 @@ SEND_SLICE = 128  # commands packed and written at a time
 
 
 class Channel:
-    """Round trips to Redis, each one write of many commands. ``what`` names the store in the errors. Safe to share
-    between threads: each thread gets its own connection."""
+    """Round trips to Redis, each one pipelined write of many commands (``SEND_SLICE`` at a time). ``what`` names
+    the store in the errors. Safe to share between threads: each thread gets its own connection."""
 
     def __init__(self, client: redis.Redis, what: str) -> None:
         self._client = client
