@@ -182,20 +182,10 @@ class PreparedBatch:
         return self._order
 
     def results(self, replies: Iterable[Any]) -> list[dict[str, Any]]:
-        """Features per transaction, in the order the transactions were given. ``replies`` may be an iterator
-        reading them as they arrive: each is converted as it comes."""
-        out: list[dict[str, Any]] = [{} for _ in self._order]
-        for i, reply in zip(self._order, replies, strict=True):
-            out[i] = self.features(reply)
-        return out
-
-    def features(self, reply: Any) -> dict[str, Any]:
-        """One call's reply as the transaction's features."""
-        _check(reply)
-        return {
-            name: None if raw is None else convert(raw)
-            for (name, convert), raw in zip(self._convert, reply, strict=True)
-        }
+        """Features per transaction, in the order the transactions were given: ``columns_as_given``, a dict each."""
+        columns = self.columns_as_given(replies)
+        names = list(columns)
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
     def columns(self, replies: Iterable[Any]) -> dict[str, list[Any]]:
         """Replies to calls of ``commands`` (all of them, or the next chunk) as feature columns, in the calls'
@@ -214,6 +204,8 @@ class PreparedBatch:
     def columns_as_given(self, replies: Iterable[Any]) -> dict[str, list[Any]]:
         """The replies to all of ``commands`` as feature columns, in the order the transactions were given."""
         columns = self.columns(replies)
+        if any(len(column) != len(self._order) for column in columns.values()):
+            raise ValueError(f"{len(self._order)} real-time calls, but not as many replies")
         if all(i == k for k, i in enumerate(self._order)):
             return columns
         at = [0] * len(self._order)
