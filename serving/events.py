@@ -51,14 +51,9 @@ def decisions_of(fields: dict[bytes, bytes]) -> list[dict[str, Any]]:
             decision["features"] = dict(zip(names, decision["features"], strict=True))
             decision.update(shared)
         return decisions
-    if b"decisions" not in fields:
-        return [json.loads(fields[b"decision"])]
-    decisions = json.loads(fields[b"decisions"])
-    if b"features" in fields:
-        names = json.loads(fields[b"features"])
-        for decision in decisions:
-            decision["features"] = dict(zip(names, decision["features"], strict=True))
-    return decisions
+    if b"decisions" in fields:
+        return list(json.loads(fields[b"decisions"]))
+    return [json.loads(fields[b"decision"])]
 
 
 # What a logged decision holds besides its vector: the Decision's own fields (its per-view feature ages are a
