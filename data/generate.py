@@ -28,18 +28,23 @@ import pyarrow as pa
 
 from data import schemas
 from data.files import day_file, write_parquet_atomic
+from data.population import (
+    FAVOURITES,
+    US_PER_DAY,
+    US_PER_MIN,
+    DayColumns,
+    Labels,
+    Population,
+    os_for,
+    strings,
+    timestamps,
+)
 from skewless.errors import BadInputError
 
-_US_PER_DAY = 86_400_000_000
-_US_PER_MIN = 60_000_000
-_COUNTRY_WEIGHTS = np.array([35, 12, 10, 8, 5, 5, 4, 4, 3, 5, 3, 2, 2, 1, 0.5, 0.5])
 _CARD_TEST_RATE = 0.0006  # bursts per ordinary transaction
 _ATO_RATE = 0.0003  # takeovers per ordinary transaction
 _BACKGROUND_FRAUD = 0.0005
 _COMPROMISED_FRAUD = 0.12
-_FAVOURITES = 4
-_SIGNUP_HORIZON_DAYS = 90  # accounts that join after the first day sign up within this many days
-_COMPROMISES_PER_MERCHANT_DAY = 0.0015
 
 
 @dataclass(frozen=True)
@@ -78,148 +83,6 @@ class GenerationSummary:
         return self.fraud / self.transactions if self.transactions else 0.0
 
 
-class _Population:
-    """Users, their devices and the merchants: everything that lives across days."""
-
-    def __init__(self, config: GeneratorConfig) -> None:
-        rng = np.random.default_rng([config.seed, 0])
-        n = config.users
-        self.n = n
-        self.start_us = _day_start_us(config.start)
-        self.user_id = np.arange(1, n + 1, dtype=np.int64)
-        joins_during = rng.random(n) < 0.05
-        signup_offset = np.where(
-            joins_during, rng.integers(0, _SIGNUP_HORIZON_DAYS, n), -rng.integers(1, 1500, n)
-        ).astype(np.int64)
-        self.signup_day = signup_offset  # relative to start; negative = before the first raw day
-        self.registered_day = np.maximum(signup_offset, 0)
-        age = np.clip(rng.normal(38, 13, n), 18, 85).astype(np.int32)
-        self.birth_year = (config.start.year - age).astype(np.int32)
-        self.home = rng.choice(len(schemas.COUNTRIES), n, p=_COUNTRY_WEIGHTS / _COUNTRY_WEIGHTS.sum())
-        self.kyc = rng.choice(4, n, p=[0.05, 0.25, 0.4, 0.3]).astype(np.int32)
-        self.mu = rng.normal(3.3, 0.7, n)
-        self.rate = config.txns_per_user_day * rng.gamma(2.0, 0.5, n)
-        tenure = np.maximum(-signup_offset, 0)
-        self.orders_before = rng.poisson(self.rate * tenure * 0.8).astype(np.int64)
-        self.spend_before = np.round(self.orders_before * np.exp(self.mu + 0.18), 2)
-        self.channel_cdf = np.cumsum(rng.dirichlet([2.0, 3.0, 2.0], n), axis=1)
-
-        self.n_dev = 1 + rng.binomial(2, 0.3, n)
-        self.first_dev = np.concatenate([[0], np.cumsum(self.n_dev)[:-1]]).astype(np.int64)
-        n_devices = int(self.n_dev.sum())
-        self.dev_user = np.repeat(np.arange(n), self.n_dev)
-        self.dev_type = rng.choice(3, n_devices, p=[0.6, 0.3, 0.1])
-        self.dev_os = _os_for(self.dev_type, rng)
-        self.dev_emulator = rng.random(n_devices) < 0.005
-        self.dev_first_seen_us = (
-            self.start_us + signup_offset[self.dev_user] * _US_PER_DAY + rng.integers(0, _US_PER_DAY, n_devices)
-        )
-        self.next_device_id = n_devices + 1  # ids 1..n_devices are the population's devices
-
-        m = max(50, n // 40)
-        self.n_merchants = m
-        weights = 1.0 / np.arange(1, m + 1) ** 1.1
-        self.merchant_p = weights / weights.sum()
-        self.favourites = rng.choice(m, (n, _FAVOURITES), p=self.merchant_p)
-        self.compromised_until: dict[int, int] = {}  # merchant index -> last day it is compromised
-
-    def compromise_merchants(self, d: int, rng: np.random.Generator) -> np.ndarray:
-        """Popular-enough merchants that start leaking cards today stay compromised 3-10 days."""
-        fresh = rng.choice(
-            max(1, int(self.n_merchants * 0.3)), rng.poisson(self.n_merchants * _COMPROMISES_PER_MERCHANT_DAY)
-        )
-        for merchant in fresh:
-            self.compromised_until[int(merchant)] = d + int(rng.integers(2, 10))
-        self.compromised_until = {m: last for m, last in self.compromised_until.items() if last >= d}
-        return np.array(sorted(self.compromised_until), dtype=np.int64)
-
-
-def _os_for(dev_type: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    mobile_os = rng.choice([0, 1], len(dev_type), p=[0.6, 0.4])  # android, ios
-    desktop_os = rng.choice([2, 3, 4], len(dev_type), p=[0.7, 0.25, 0.05])  # windows, macos, linux
-    return np.where(dev_type == 1, desktop_os, mobile_os)
-
-
-def _day_start_us(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
-
-
-def _strings(codes: np.ndarray, values: tuple[str, ...]) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(values)).cast(pa.string())
-
-
-def _timestamps(us: np.ndarray) -> pa.Array:
-    return pa.array(us.astype(np.int64), schemas.TS)
-
-
-@dataclass
-class _Labels:
-    """Labels decided but not yet reported, kept until the day they arrive."""
-
-    txn_id: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    is_fraud: np.ndarray = field(default_factory=lambda: np.empty(0, np.int8))
-    txn_us: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    reported_us: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-
-    def add(self, txn_id: np.ndarray, is_fraud: np.ndarray, txn_us: np.ndarray, rng: np.random.Generator) -> None:
-        n = len(txn_id)
-        delay = np.where(
-            is_fraud == 1,
-            rng.integers(1 * _US_PER_DAY, 21 * _US_PER_DAY, n),  # chargebacks: 1-21 days later
-            3 * _US_PER_DAY + rng.integers(0, _US_PER_DAY, n),  # cleared after the 3-day review
-        )
-        self.txn_id = np.concatenate([self.txn_id, txn_id])
-        self.is_fraud = np.concatenate([self.is_fraud, is_fraud.astype(np.int8)])
-        self.txn_us = np.concatenate([self.txn_us, txn_us])
-        self.reported_us = np.concatenate([self.reported_us, txn_us + delay])
-
-    def pop_until(self, end_us: int) -> pa.Table:
-        due = self.reported_us < end_us
-        order = np.argsort(self.reported_us[due], kind="stable")
-        fraud = self.is_fraud[due][order]
-        table = pa.table(
-            {
-                "txn_id": self.txn_id[due][order],
-                "is_fraud": pa.array(fraud, pa.int8()),
-                "label_source": _strings(fraud.astype(np.int32), ("cleared", "chargeback")),
-                "txn_timestamp": _timestamps(self.txn_us[due][order]),
-                "reported_at": _timestamps(self.reported_us[due][order]),
-            },
-            schema=schemas.LABELS,
-        )
-        keep = ~due
-        self.txn_id, self.is_fraud = self.txn_id[keep], self.is_fraud[keep]
-        self.txn_us, self.reported_us = self.txn_us[keep], self.reported_us[keep]
-        return table
-
-
-@dataclass
-class _Day:
-    """Columns of one day's transactions and logins, grown by each pattern."""
-
-    txn: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    login: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    new_devices: dict[str, list[np.ndarray]] = field(default_factory=dict)
-
-    @staticmethod
-    def _add(target: dict[str, list[np.ndarray]], **columns: np.ndarray) -> None:
-        for name, values in columns.items():
-            target.setdefault(name, []).append(np.asarray(values))
-
-    def add_txns(self, **columns: np.ndarray) -> None:
-        self._add(self.txn, **columns)
-
-    def add_logins(self, **columns: np.ndarray) -> None:
-        self._add(self.login, **columns)
-
-    def add_devices(self, **columns: np.ndarray) -> None:
-        self._add(self.new_devices, **columns)
-
-    @staticmethod
-    def joined(target: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
-        return {name: np.concatenate(parts) for name, parts in target.items()}
-
-
 class Generator:
     """Writes raw sources day by day into ``raw_dir``; see the module docstring for what they contain."""
 
@@ -227,8 +90,8 @@ class Generator:
         config.validate()
         self.config = config
         self.raw_dir = raw_dir
-        self.pop = _Population(config)
-        self.labels = _Labels()
+        self.pop = Population(config)
+        self.labels = Labels()
         self.next_txn_id = 1
         self.next_event_id = 1
 
@@ -260,15 +123,15 @@ class Generator:
         pop, cfg = self.pop, self.config
         rng = np.random.default_rng([cfg.seed, 1, d])
         day = cfg.start + timedelta(days=d)
-        day_us = pop.start_us + d * _US_PER_DAY
-        today = _Day()
+        day_us = pop.start_us + d * US_PER_DAY
+        today = DayColumns()
 
         n_ordinary = self._ordinary(d, day_us, rng, today)
         self._card_testing(d, day_us, rng, today, rng.poisson(n_ordinary * _CARD_TEST_RATE))
         self._account_takeover(d, day_us, rng, today, rng.poisson(n_ordinary * _ATO_RATE))
         self._ordinary_logins(d, day_us, rng, today)
 
-        txn = _Day.joined(today.txn)
+        txn = DayColumns.joined(today.txn)
         order = np.argsort(txn["ts"], kind="stable")
         txn = {k: v[order] for k, v in txn.items()}
         n = len(order)
@@ -286,16 +149,16 @@ class Generator:
                 "device_id": txn["device"].astype(np.int64),
                 "merchant_id": (txn["merchant"] + 1).astype(np.int64),
                 "amount": np.round(txn["amount"], 2),
-                "currency": _strings(currency, schemas.CURRENCIES),
-                "country": _strings(country, schemas.COUNTRIES),
-                "channel": _strings(txn["channel"], schemas.CHANNELS),
-                "event_timestamp": _timestamps(txn["ts"]),
+                "currency": strings(currency, schemas.CURRENCIES),
+                "country": strings(country, schemas.COUNTRIES),
+                "channel": strings(txn["channel"], schemas.CHANNELS),
+                "event_timestamp": timestamps(txn["ts"]),
             },
             schema=schemas.TRANSACTIONS,
         )
         self.labels.add(txn_id, txn["fraud"], txn["ts"], rng)
 
-        logins = _Day.joined(today.login)
+        logins = DayColumns.joined(today.login)
         lorder = np.argsort(logins["ts"], kind="stable")
         logins = {k: v[lorder] for k, v in logins.items()}
         m = len(lorder)
@@ -304,12 +167,12 @@ class Generator:
                 "event_id": np.arange(self.next_event_id, self.next_event_id + m, dtype=np.int64),
                 "user_id": pop.user_id[logins["user"]],
                 "device_id": logins["device"].astype(np.int64),
-                "event_type": _strings(logins["failed"].astype(np.int32), schemas.BEHAVIOUR_EVENTS),
-                "ip_country": _strings(logins["ip"], schemas.COUNTRIES),
+                "event_type": strings(logins["failed"].astype(np.int32), schemas.BEHAVIOUR_EVENTS),
+                "ip_country": strings(logins["ip"], schemas.COUNTRIES),
                 "session_seconds": pa.array(
                     np.where(logins["failed"], np.nan, np.round(logins["session"], 1)), from_pandas=True
                 ),
-                "event_timestamp": _timestamps(logins["ts"]),
+                "event_timestamp": timestamps(logins["ts"]),
             },
             schema=schemas.BEHAVIOUR,
         )
@@ -317,7 +180,7 @@ class Generator:
 
         devices = self._devices_for_day(d, today)
         users = self._users_for_day(d)
-        labels = self.labels.pop_until(day_us + _US_PER_DAY)
+        labels = self.labels.pop_until(day_us + US_PER_DAY)
 
         for source, table in (
             ("transactions", transactions),
@@ -336,14 +199,14 @@ class Generator:
             "users": users.num_rows,
         }
 
-    def _ordinary(self, d: int, day_us: int, rng: np.random.Generator, today: _Day) -> int:
+    def _ordinary(self, d: int, day_us: int, rng: np.random.Generator, today: DayColumns) -> int:
         pop = self.pop
         active = pop.registered_day <= d
         counts = rng.poisson(pop.rate * active)
         user = np.repeat(np.arange(pop.n), counts)
         n = len(user)
         device = 1 + pop.first_dev[user] + (rng.random(n) * pop.n_dev[user]).astype(np.int64)
-        favourite = pop.favourites[user, rng.integers(0, _FAVOURITES, n)]
+        favourite = pop.favourites[user, rng.integers(0, FAVOURITES, n)]
         anywhere = rng.choice(pop.n_merchants, n, p=pop.merchant_p)
         merchant = np.where(rng.random(n) < 0.75, favourite, anywhere)
         amount = np.maximum(rng.lognormal(pop.mu[user], 0.6), 0.5)
@@ -362,14 +225,14 @@ class Generator:
         return n
 
     def _new_devices(
-        self, user: np.ndarray, ts: np.ndarray, rng: np.random.Generator, today: _Day, emulator_p: float
+        self, user: np.ndarray, ts: np.ndarray, rng: np.random.Generator, today: DayColumns, emulator_p: float
     ) -> np.ndarray:
         k = len(user)
         ids = np.arange(self.pop.next_device_id, self.pop.next_device_id + k, dtype=np.int64)
         self.pop.next_device_id += k
         dev_type = rng.choice(2, k)  # mobile or desktop
         today.add_devices(
-            device_id=ids, user=user, type=dev_type, os=_os_for(dev_type, rng),
+            device_id=ids, user=user, type=dev_type, os=os_for(dev_type, rng),
             emulator=rng.random(k) < emulator_p, first_seen=ts,
         )  # fmt: skip
         return ids
@@ -378,7 +241,7 @@ class Generator:
         candidates = np.flatnonzero(self.pop.registered_day <= d)
         return rng.choice(candidates, k) if len(candidates) and k else np.empty(0, np.int64)
 
-    def _card_testing(self, d: int, day_us: int, rng: np.random.Generator, today: _Day, k: int) -> None:
+    def _card_testing(self, d: int, day_us: int, rng: np.random.Generator, today: DayColumns, k: int) -> None:
         pop = self.pop
         victims = self._victims(d, k, rng)
         if not len(victims):
@@ -388,7 +251,7 @@ class Generator:
         n = len(user)
         tail_start = pop.n_merchants // 2
         merchant = np.repeat(rng.integers(tail_start, pop.n_merchants, len(victims)), lengths)
-        burst_start = np.repeat(day_us + rng.integers(0, _US_PER_DAY - 30 * _US_PER_MIN, len(victims)), lengths)
+        burst_start = np.repeat(day_us + rng.integers(0, US_PER_DAY - 30 * US_PER_MIN, len(victims)), lengths)
         within = np.concatenate([np.cumsum(rng.exponential(40e6, size)) for size in lengths]).astype(np.int64)
         ts = burst_start + within
         fresh = rng.random(len(victims)) < 0.5
@@ -405,21 +268,21 @@ class Generator:
             channel=np.zeros(n, np.int64), ts=ts, fraud=np.ones(n, np.int8),
         )  # fmt: skip
 
-    def _account_takeover(self, d: int, day_us: int, rng: np.random.Generator, today: _Day, k: int) -> None:
+    def _account_takeover(self, d: int, day_us: int, rng: np.random.Generator, today: DayColumns, k: int) -> None:
         pop = self.pop
         victims = self._victims(d, k, rng)
         if not len(victims):
             return
         n_countries = len(schemas.COUNTRIES)
         foreign = (pop.home[victims] + rng.integers(1, n_countries, len(victims))) % n_countries
-        t0 = day_us + rng.integers(45 * _US_PER_MIN, _US_PER_DAY - 45 * _US_PER_MIN, len(victims))
-        device = self._new_devices(victims, t0 - 30 * _US_PER_MIN, rng, today, 0.4)
+        t0 = day_us + rng.integers(45 * US_PER_MIN, US_PER_DAY - 45 * US_PER_MIN, len(victims))
+        device = self._new_devices(victims, t0 - 30 * US_PER_MIN, rng, today, 0.4)
         failures = rng.integers(2, 9, len(victims))
         fail_user = np.repeat(victims, failures)
         today.add_logins(
             user=fail_user, device=np.repeat(device, failures), failed=np.ones(len(fail_user), bool),
             ip=np.repeat(foreign, failures), session=np.zeros(len(fail_user)),
-            ts=np.repeat(t0, failures) - rng.integers(1, 30 * _US_PER_MIN, len(fail_user)),
+            ts=np.repeat(t0, failures) - rng.integers(1, 30 * US_PER_MIN, len(fail_user)),
         )  # fmt: skip
         today.add_logins(
             user=victims, device=device, failed=np.zeros(len(victims), bool), ip=foreign,
@@ -434,11 +297,11 @@ class Generator:
             merchant=rng.choice(pop.n_merchants, n, p=pop.merchant_p),
             amount=np.exp(pop.mu[user]) * rng.uniform(5, 20, n),
             country=np.where(stays_home, pop.home[user], np.repeat(foreign, spends)),
-            channel=rng.choice(2, n), ts=np.repeat(t0, spends) + rng.integers(_US_PER_MIN, 20 * _US_PER_MIN, n),
+            channel=rng.choice(2, n), ts=np.repeat(t0, spends) + rng.integers(US_PER_MIN, 20 * US_PER_MIN, n),
             fraud=np.ones(n, np.int8),
         )  # fmt: skip
 
-    def _ordinary_logins(self, d: int, day_us: int, rng: np.random.Generator, today: _Day) -> None:
+    def _ordinary_logins(self, d: int, day_us: int, rng: np.random.Generator, today: DayColumns) -> None:
         pop = self.pop
         shoppers = np.unique(today.txn["user"][0])  # the first batch is the ordinary shoppers; they log in
         per_user = 1 + rng.poisson(0.3, len(shoppers))
@@ -452,11 +315,11 @@ class Generator:
             ts=day_us + _daytime_us(rng, n),
         )  # fmt: skip
 
-    def _devices_for_day(self, d: int, today: _Day) -> pa.Table:
+    def _devices_for_day(self, d: int, today: DayColumns) -> pa.Table:
         pop = self.pop
         dev_registered = pop.registered_day[pop.dev_user]
         mine = np.flatnonzero(dev_registered == d)
-        first_seen = np.maximum(pop.dev_first_seen_us[mine], pop.start_us - 1500 * _US_PER_DAY)
+        first_seen = np.maximum(pop.dev_first_seen_us[mine], pop.start_us - 1500 * US_PER_DAY)
         columns = {
             "device_id": mine.astype(np.int64) + 1,
             "user": pop.dev_user[mine],
@@ -466,16 +329,16 @@ class Generator:
             "first_seen": first_seen,
         }
         if today.new_devices:
-            extra = _Day.joined(today.new_devices)
+            extra = DayColumns.joined(today.new_devices)
             columns = {k: np.concatenate([v, extra[k]]) for k, v in columns.items()}
         return pa.table(
             {
                 "device_id": columns["device_id"],
                 "user_id": pop.user_id[columns["user"]],
-                "device_type": _strings(columns["type"], schemas.DEVICE_TYPES),
-                "os": _strings(columns["os"], schemas.OPERATING_SYSTEMS),
+                "device_type": strings(columns["type"], schemas.DEVICE_TYPES),
+                "os": strings(columns["os"], schemas.OPERATING_SYSTEMS),
                 "is_emulator": columns["emulator"].astype(bool),
-                "first_seen": _timestamps(columns["first_seen"]),
+                "first_seen": timestamps(columns["first_seen"]),
             },
             schema=schemas.DEVICES,
         )
@@ -486,17 +349,17 @@ class Generator:
         signup = pop.signup_day[mine]
         start = self.config.start
         signup_dates = np.array([start + timedelta(days=int(s)) for s in signup], dtype="datetime64[D]")
-        registered_us = pop.start_us + d * _US_PER_DAY + np.where(signup < 0, 0, 8 * 3600 * 1_000_000)
+        registered_us = pop.start_us + d * US_PER_DAY + np.where(signup < 0, 0, 8 * 3600 * 1_000_000)
         return pa.table(
             {
                 "user_id": pop.user_id[mine],
                 "signup_date": pa.array(signup_dates, pa.date32()),
                 "birth_year": pop.birth_year[mine],
-                "home_country": _strings(pop.home[mine], schemas.COUNTRIES),
+                "home_country": strings(pop.home[mine], schemas.COUNTRIES),
                 "kyc_level": pop.kyc[mine],
                 "total_spend_before": np.where(signup < 0, pop.spend_before[mine], 0.0),
                 "orders_before": np.where(signup < 0, pop.orders_before[mine], 0),
-                "registered_at": _timestamps(registered_us),
+                "registered_at": timestamps(registered_us),
             },
             schema=schemas.USERS,
         )
