@@ -1,16 +1,17 @@
 """Micro-batching: single requests that arrive together are scored in one call ("20 requests, 1 prediction").
 
 A lone request waits at most ``wait_s`` for company; while a batch is being scored the next one fills up, so
-under load batches grow by themselves. Micro-batches are scored on the event loop itself (``inline``): they take
-a fraction of a millisecond, and a hop to a worker thread and back costs more than that on a busy machine (each
-hop waits for the scheduler). Callers' own large batches go to one worker thread, off the loop.
+under load batches grow by themselves. Micro-batches are scored on the event loop itself (``inline``), by the
+coroutine ``score_async``: they take a fraction of a millisecond, and a hop to a worker thread and back costs more
+than that on a busy machine (each hop waits for the scheduler); while the coroutine waits for Redis, the loop reads
+the next requests. Callers' own large batches go to one worker thread, off the loop, through ``score``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
@@ -22,12 +23,14 @@ class MicroBatcher(Generic[T, R]):
     def __init__(
         self,
         score: Callable[[list[T]], list[R]],
+        score_async: Callable[[list[T]], Awaitable[list[R]]],
         max_size: int,
         wait_s: float,
         thread_setup: Callable[[], object] | None = None,
         inline: bool = True,
     ) -> None:
         self._score = score
+        self._score_async = score_async
         self._max_size = max_size
         self._wait_s = wait_s
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
@@ -80,7 +83,7 @@ class MicroBatcher(Generic[T, R]):
             try:
                 items = [i for i, _ in live]
                 if self._inline:
-                    results: list[Any] = self._score(items)
+                    results: list[Any] = await self._score_async(items)
                 else:
                     results = await loop.run_in_executor(self._executor, self._score, items)
             except Exception as exc:  # every waiting request gets the same error

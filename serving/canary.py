@@ -31,7 +31,7 @@ from mlflow.tracking import MlflowClient
 from serving.metrics import ServiceMetrics
 from serving.model import ServedModel, load_model
 from serving.online import EntityFeatures
-from serving.scoring import Columns, Decision, Scorer
+from serving.scoring import Columns, Decision, FeatureRead, Scorer
 from skewless.errors import DependencyUnavailableError
 from skewless.settings import Settings
 from training import registry
@@ -206,24 +206,33 @@ class CanaryRouter:
     def reload_challenger(self) -> None:
         self._challenger.poll_once()
 
-    def score(self, transactions: list[dict[str, Any]]) -> list[Decision]:
-        champion = self._scorer.model()
+    def score(self, transactions: list[dict[str, Any]], read: FeatureRead | None = None) -> list[Decision]:
+        """The decisions of a batch. ``read``: its features, already read for the champion it names (the
+        micro-batches read them asynchronously); without it the champion of the moment reads them."""
+        champion = read.model if read else self._scorer.model()
         challenger = self._challenger.current
-        if challenger is None or challenger.version == champion.version:
-            return self._champion_alone(transactions, champion)
+        if challenger is None or challenger.version == champion.version or (self._limit == 0 and not self._shadow_mode):
+            return self._champion_alone(transactions, champion, read)
         if self._shadow_mode:
-            return self._shadow(transactions, champion, challenger)
-        if self._limit == 0:
-            return self._champion_alone(transactions, champion)
-        return self._canary(transactions, champion, challenger)
+            return self._shadow(transactions, champion, challenger, read)
+        return self._canary(transactions, champion, challenger, read)
 
-    def _champion_alone(self, transactions: list[dict[str, Any]], champion: ServedModel) -> list[Decision]:
-        decisions, seconds = self._scorer.score_timed(transactions, champion)
+    def _champion_alone(
+        self, transactions: list[dict[str, Any]], champion: ServedModel, read: FeatureRead | None
+    ) -> list[Decision]:
+        if read is None:
+            decisions, seconds = self._scorer.score_timed(transactions, champion)
+        else:
+            decisions, seconds = self._decide(transactions, read.columns, read.stored, champion)
         self._record(decisions, CHAMPION, champion, seconds)
         return decisions
 
     def _canary(
-        self, transactions: list[dict[str, Any]], champion: ServedModel, challenger: ServedModel
+        self,
+        transactions: list[dict[str, Any]],
+        champion: ServedModel,
+        challenger: ServedModel,
+        read: FeatureRead | None,
     ) -> list[Decision]:
         picked = [
             i
@@ -231,15 +240,16 @@ class CanaryRouter:
             if routed_to_challenger(str(txn["txn_id"]), self._limit, challenger.version)
         ]
         if not picked:
-            return self._champion_alone(transactions, champion)
+            return self._champion_alone(transactions, champion, read)
         n = len(transactions)
         out: list[Decision | None] = [None] * n
-        shared = champion.feature_service == challenger.feature_service
-        batch = self._scorer.features(transactions, champion) if shared else None
+        batch = (read.columns, read.stored) if read else None
+        if batch is None and champion.feature_service == challenger.feature_service:
+            batch = self._scorer.features(transactions, champion)
 
         def inputs(index: list[int], model: ServedModel) -> tuple[Columns, list[EntityFeatures]]:
-            if batch is None:  # the models read different feature services: each reads its own
-                return self._scorer.features(_take(transactions, index), model)
+            if batch is None or model.feature_service != champion.feature_service:
+                return self._scorer.features(_take(transactions, index), model)  # a feature service of its own
             return batch if len(index) == n else _slice(*batch, index, model)
 
         def decide(index: list[int], model: ServedModel, role: str) -> list[Decision]:
@@ -267,9 +277,13 @@ class CanaryRouter:
         return out  # type: ignore[return-value]
 
     def _shadow(
-        self, transactions: list[dict[str, Any]], champion: ServedModel, challenger: ServedModel
+        self,
+        transactions: list[dict[str, Any]],
+        champion: ServedModel,
+        challenger: ServedModel,
+        read: FeatureRead | None,
     ) -> list[Decision]:
-        columns, stored = self._scorer.features(transactions, champion)
+        columns, stored = (read.columns, read.stored) if read else self._scorer.features(transactions, champion)
         decisions, seconds = self._decide(transactions, columns, stored, champion)
         self._record(decisions, CHAMPION, champion, seconds)
         try:

@@ -14,8 +14,9 @@ after some replies is not retried: those commands ran, and the decision log's XA
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, TypeVar
 
 import redis
@@ -59,6 +60,36 @@ class Channel:
         asked for: ``use`` works on the first ones while Redis is still running the rest. When a script was
         missing (a ``NoScriptError`` reply, or ``use`` raising it), ``load`` puts the scripts back, the commands
         are sent again and ``use`` is called again on the new replies."""
+        rounds = self._rounds(commands, use, load)
+        while True:
+            try:
+                next(rounds)  # sent; the replies are read as ``use`` asks for them
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    async def exchange_async(
+        self, commands: Sequence[Sequence[Any]], use: Callable[[Iterator[Any]], T], load: Callable[[], None] | None
+    ) -> T:
+        """``exchange`` for an event loop: the loop runs other work while Redis computes, and ``use`` is called
+        once the first reply has come (a pipeline's replies come back together, so it rarely waits after that).
+        Reading stays synchronous, with the connection's timeout; only the wait for Redis is given to the loop."""
+        rounds = self._rounds(commands, use, load)
+        while True:
+            try:
+                sent = next(rounds)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            try:
+                await _readable(sent)
+            except BaseException:  # cancelled: the replies are never read, so the connection is closed
+                rounds.close()
+                raise
+
+    def _rounds(
+        self, commands: Sequence[Sequence[Any]], use: Callable[[Iterator[Any]], T], load: Callable[[], None] | None
+    ) -> Generator[AbstractConnection, None, T]:
+        """One exchange as a generator: it yields the connection after each write (the caller may wait for it to
+        be readable) and returns ``use``'s result."""
         reloaded = reconnected = False
         while True:
             replies = _Replies(self._connection(), len(commands))
@@ -67,6 +98,11 @@ class Channel:
                 # Many commands go in slices: Redis runs the first while the rest are packed.
                 for at in range(0, len(commands), SEND_SLICE):
                     replies.conn.send_packed_command(replies.conn.pack_commands(commands[at : at + SEND_SLICE]))
+                try:
+                    yield replies.conn
+                except GeneratorExit:
+                    replies.conn.disconnect()  # replies never read would put the next exchange out of step
+                    raise
                 try:
                     result = use(replies)
                 finally:
@@ -87,6 +123,29 @@ class Channel:
                 raise DependencyUnavailableError(f"{self._what} keeps refusing its scripts after loading them")
             load()
             reloaded = True
+
+
+async def _readable(conn: AbstractConnection) -> None:
+    """Wait until Redis has answered on ``conn`` (its socket is readable), or for the connection's timeout: past
+    it, the synchronous read that follows waits its own timeout and fails the way it always does."""
+    sock = conn._sock  # redis-py keeps the socket here; the reads stay its own
+    if sock is None:
+        return
+    loop = asyncio.get_running_loop()
+    answered = loop.create_future()
+
+    def wake() -> None:
+        if not answered.done():
+            answered.set_result(None)
+
+    fd = sock.fileno()
+    loop.add_reader(fd, wake)
+    timer = loop.call_later(conn.socket_timeout or 5.0, wake)
+    try:
+        await answered
+    finally:
+        loop.remove_reader(fd)
+        timer.cancel()
 
 
 class _Replies:

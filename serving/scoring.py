@@ -67,6 +67,15 @@ Columns = dict[str, Any]  # feature or request field -> values (list or array), 
 
 
 @dataclass(frozen=True)
+class FeatureRead:
+    """Features read for a batch (``Scorer.features``) with the model they were read for (its feature service)."""
+
+    model: ServedModel
+    columns: Columns
+    stored: list[EntityFeatures]
+
+
+@dataclass(frozen=True)
 class _ServiceParts:
     online: OnlineFeatures  # stored features (batch views) from Feast's Redis layout
     realtime: RealtimeAggregates  # windowed views, computed and recorded at score time (none: no views)
@@ -113,6 +122,17 @@ class Scorer:
 
         Stored features and real-time aggregates (which also records the transactions) come from Redis in one
         pipelined round trip; on-demand features are computed from them and the request."""
+        return self._channel.exchange(*self._feature_read(transactions, model))
+
+    async def features_async(self, transactions: list[dict[str, Any]], model: ServedModel) -> FeatureRead:
+        """``features``, read without holding the event loop while Redis computes them."""
+        columns, stored = await self._channel.exchange_async(*self._feature_read(transactions, model))
+        return FeatureRead(model, columns, stored)
+
+    def _feature_read(
+        self, transactions: list[dict[str, Any]], model: ServedModel
+    ) -> tuple[list[Any], Callable[[Iterator[Any]], tuple[Columns, list[EntityFeatures]]], Callable[[], None]]:
+        """The commands of a feature read, what turns their replies into features, and what reloads the scripts."""
         parts = self._service_parts(model.feature_service)
         read = parts.online.prepare(transactions)
         record = parts.realtime.prepare(transactions) if parts.realtime.views else None
@@ -123,7 +143,7 @@ class Scorer:
             windowed = record.columns_as_given(replies) if record else {}
             return self._columns(parts, transactions, stored.columns, windowed), stored.rows
 
-        return self._channel.exchange(read.commands + (record.commands if record else []), use, self._load(parts))
+        return read.commands + (record.commands if record else []), use, self._load(parts)
 
     def score(self, transactions: list[dict[str, Any]], model: ServedModel | None = None) -> list[Decision]:
         return self.score_timed(transactions, model or self.model())[0]

@@ -18,7 +18,7 @@ from serving.canary import (
 )
 from serving.metrics import ServiceMetrics
 from serving.online import EntityFeatures
-from serving.scoring import Decision
+from serving.scoring import Decision, FeatureRead
 from skewless.errors import DependencyUnavailableError
 from skewless.settings import Settings
 
@@ -125,6 +125,37 @@ def test_models_with_different_feature_services_each_read_their_own() -> None:
     router.score(_txns(50))
     assert sorted(v for v, _ in scorer.reads) == [1, 2]
     assert sum(n for _, n in scorer.reads) == 50
+
+
+def _read(scorer: FakeScorer, txns: list[dict], model: FakeModel) -> FeatureRead:
+    """Features read ahead for ``model``, as a micro-batch reads them; the read is then forgotten."""
+    read = FeatureRead(model, *scorer.features(txns, model))  # type: ignore[arg-type]
+    scorer.reads.clear()
+    return read
+
+
+@pytest.mark.parametrize("mode", ["canary", "shadow", "none"])
+def test_features_read_ahead_are_used_and_not_read_again(mode: str) -> None:
+    challenger = None if mode == "none" else FakeModel(2, 0.3)
+    router, scorer = _router(
+        FakeModel(1, 0.1), challenger, canary_share=0.5, canary_mode=mode if mode != "none" else "canary"
+    )
+    txns = _txns(60)
+    decisions = router.score(txns, _read(scorer, txns, scorer.champion))
+    assert scorer.reads == []
+    assert [d.txn_id for d in decisions] == [t["txn_id"] for t in txns]
+    assert (mode == "canary") == any(d.role == CHALLENGER for d in decisions)
+    assert (mode == "shadow") == all(d.shadow_score == 0.3 for d in decisions)
+
+
+def test_features_read_ahead_name_their_champion() -> None:
+    router, scorer = _router(FakeModel(1), FakeModel(2, feature_service="fraud_model_v2"), canary_share=0.5)
+    txns = _txns(50)
+    read = _read(scorer, txns, FakeModel(7))  # read for v7, then the holder moved on to v1
+    decisions = router.score(txns, read)
+    assert {d.model_version for d in decisions if d.role == CHAMPION} == {7}  # the features' model decides
+    assert [v for v, _ in scorer.reads] == [2]  # only the challenger, of another feature service, reads its own
+    assert scorer.reads[0][1] == sum(d.role == CHALLENGER for d in decisions)
 
 
 @pytest.mark.parametrize("bad", [RuntimeError("model file corrupt"), math.nan, 1.7])

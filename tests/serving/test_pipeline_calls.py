@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from itertools import islice
@@ -17,6 +18,8 @@ from tests.serving.conftest import RedisProcess, _free_port
 pytestmark = pytest.mark.integration
 
 ECHO = "return ARGV[1]"
+# Redis computes for a while (tens of ms here) before it answers.
+SLOW_ECHO = "local i = 0 while i < tonumber(ARGV[2]) do i = i + 1 end return ARGV[1]"
 
 
 @pytest.fixture
@@ -107,3 +110,83 @@ def test_threads_have_connections_of_their_own(server: RedisProcess) -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_the_async_exchange_leaves_the_loop_free_while_redis_computes(server: RedisProcess) -> None:
+    client = _client(server)
+    sha = client.script_load(SLOW_ECHO)
+    channel = Channel(client, "test store")
+    commands = [("EVALSHA", sha, 0, f"r{i}", 2_000_000) for i in range(3)] + [("ECHO", "last")]
+
+    async def main() -> tuple[list[Any], int]:
+        ticks = 0
+        exchange = asyncio.ensure_future(channel.exchange_async(commands, list, None))
+        while not exchange.done():
+            ticks += 1
+            await asyncio.sleep(0.001)
+        return exchange.result(), ticks
+
+    replies, ticks = asyncio.run(main())
+    assert replies == [b"r0", b"r1", b"r2", b"last"]
+    assert ticks >= 5  # the loop ran other work while Redis computed, where a blocking read would have held it
+
+    async def blocking() -> int:  # the same scripts through the synchronous exchange: the loop is held
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        ticker = asyncio.ensure_future(tick())
+        await asyncio.sleep(0)
+        before = ticks
+        channel.exchange(commands, list, None)
+        held = ticks - before
+        ticker.cancel()
+        return held
+
+    assert asyncio.run(blocking()) == 0
+
+
+def test_the_async_exchange_reloads_scripts_and_reconnects(server: RedisProcess) -> None:
+    client = _client(server)
+    sha = client.script_load(ECHO)
+    channel = Channel(client, "test store")
+    loads: list[str] = []
+    assert asyncio.run(channel.exchange_async([("EVALSHA", sha, 0, "a")], list, None)) == [b"a"]
+    client.script_flush()
+    got = asyncio.run(
+        channel.exchange_async([("EVALSHA", sha, 0, "b")], list, lambda: loads.append(client.script_load(ECHO)))
+    )
+    assert got == [b"b"] and loads == [sha]
+    server.stop()
+    server.start()  # the held connection is dead, and the scripts are gone
+    got = asyncio.run(
+        channel.exchange_async([("EVALSHA", sha, 0, "c")], list, lambda: loads.append(client.script_load(ECHO)))
+    )
+    assert got == [b"c"] and len(loads) == 2
+    server.stop()
+    with pytest.raises(DependencyUnavailableError, match="test store unavailable"):
+        asyncio.run(channel.exchange_async([("ECHO", "d")], list, None))
+    server.start()
+    assert asyncio.run(channel.exchange_async([("ECHO", "e")], list, None)) == [b"e"]
+
+
+def test_a_cancelled_async_exchange_leaves_no_reply_behind(server: RedisProcess) -> None:
+    client = _client(server)
+    sha = client.script_load(SLOW_ECHO)
+    channel = Channel(client, "test store")
+
+    async def main() -> None:
+        exchange = asyncio.ensure_future(channel.exchange_async([("EVALSHA", sha, 0, "late", 3_000_000)], list, None))
+        await asyncio.sleep(0.005)
+        exchange.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await exchange
+
+    asyncio.run(main())
+    # The late reply went with the closed connection; the next exchange reads its own.
+    assert channel.send([("ECHO", "next")]) == [b"next"]
+    assert asyncio.run(channel.exchange_async([("ECHO", "again")], list, None)) == [b"again"]
