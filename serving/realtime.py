@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import redis
 
 from feature_repo.windows import WindowedView, feature_types, service_windows
@@ -174,7 +175,7 @@ class PreparedBatch:
     def __init__(self, commands: list[list[Any]], order: list[int], kinds: list[tuple[str, bool]]) -> None:
         self.commands = commands
         self._order = order
-        self._convert = [(name, int if is_int else float) for name, is_int in kinds]  # replies: int, or bytes
+        self._kinds = kinds  # (feature, whether it is an integer), in the replies' order
 
     @property
     def order(self) -> list[int]:
@@ -189,16 +190,22 @@ class PreparedBatch:
 
     def columns(self, replies: Iterable[Any]) -> dict[str, list[Any]]:
         """Replies to calls of ``commands`` (all of them, or the next chunk) as feature columns, in the calls'
-        order: time order (``order`` says whose). For 1,000 calls: 2.0 ms, against 4.3 ms for a dict per call
-        taken apart into columns (most of what is left is parsing the floats' text)."""
+        order: time order (``order`` says whose). Each reply is the features as packed doubles
+        (``serving.realtime_script``): the chunk is one array, cut into columns (counts as ints)."""
         rows = list(replies)
-        for reply in rows:
-            _check(reply)
         if not rows:
-            return {name: [] for name, _ in self._convert}
+            return {name: [] for name, _ in self._kinds}
+        size = 8 * len(self._kinds)
+        for reply in rows:
+            if reply.__class__ is not bytes or len(reply) != size:
+                _check(reply)
+                raise DependencyUnavailableError(
+                    f"real-time aggregates: a reply is not {len(self._kinds)} packed doubles: {reply!r:.80}"
+                )
+        matrix = np.frombuffer(b"".join(rows), dtype="<f8").reshape(len(rows), len(self._kinds))
         return {
-            name: [None if raw is None else convert(raw) for raw in column]
-            for (name, convert), column in zip(self._convert, zip(*rows, strict=True), strict=True)
+            name: (matrix[:, j].astype(np.int64) if is_int else matrix[:, j]).tolist()
+            for j, (name, is_int) in enumerate(self._kinds)
         }
 
     def columns_as_given(self, replies: Iterable[Any]) -> dict[str, list[Any]]:

@@ -12,8 +12,10 @@ entity; ``ARGV``: event id, event time in microseconds, then per view the values
 3. Events older than the entity's newest minus the largest window and the allowed lateness are deleted, the
    transaction is recorded, and the key's expiry is pushed to the largest window plus twice the lateness.
 
-Values come back as integers (counts) or strings holding the exact double (``%.17g``); an empty window gives the
-declared empty value (``WindowedFeature.empty``).
+The reply is one string: every feature's value as a little-endian double (``struct.pack``), in the views' order.
+Doubles carry the counts exactly and the sums as computed. Formatting them as text (``%.17g``) cost Redis ~0.7 µs
+a value here, a third of the script's time, and Python as much again to parse. An empty window gives the declared
+empty value (``WindowedFeature.empty``).
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def lua_script(windows: Sequence[WindowedView]) -> str:
     for v, view in enumerate(windows, start=1):
         blocks.append(_view_block(view, v, first))
         first += len(view.features)
-    return _HEAD + "".join(blocks) + "return out\n"
+    values = "".join(f", out[{k}]" for k in range(1, first))
+    return _HEAD + "".join(blocks) + f'return struct.pack("<{"d" * (first - 1)}"{values})\n'
 
 
 def _view_block(view: WindowedView, v: int, first: int) -> str:
@@ -144,12 +147,9 @@ def _update(i: int, feature: WindowedFeature, columns: list[str]) -> str:
 
 
 def _output(i: int, feature: WindowedFeature) -> str:
-    """The value sent back: counts as integers, other numbers as exact ``%.17g`` text; empty windows as declared."""
-    if feature.function in ("count", "count_distinct"):
+    """The value sent back, a number; empty windows as declared (``false``: nothing seen)."""
+    if feature.function in ("count", "count_distinct", "sum"):
         return f"a{i}"
-    empty = f'"{feature.empty!r}"'
     if feature.function == "seconds_since_last":
-        return f'a{i} and string.format("%.17g", (as_of - a{i}) / 1e6) or {empty}'
-    if feature.function == "sum":
-        return f'string.format("%.17g", a{i})'
-    return f'a{i} and string.format("%.17g", a{i}) or {empty}'
+        return f"a{i} and (as_of - a{i}) / 1e6 or {feature.empty!r}"
+    return f"a{i} or {feature.empty!r}"
