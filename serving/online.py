@@ -11,6 +11,7 @@ as Feast's type map does, so they are what `get_online_features` returns; the eq
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from skewless.errors import DependencyUnavailableError
 # HMGET of the same fields from many hashes in one command: one call per entity type per batch, however large.
 # Small batches send plain HMGETs instead: a script call costs Redis about 20 µs more than an HMGET.
 LUA_FROM_KEYS = 8
+MAX_KNOWN = 50_000  # entities whose last reply is remembered decoded (about 1 KB each); past it, forgotten at once
 _HMGET_MANY = """
 local out = {}
 for i, key in ipairs(KEYS) do
@@ -75,7 +77,7 @@ class StoredBatch:
     rows: list[EntityFeatures]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~3x, once per entity here
 class _Part:
     """One entity's stored features: its values (in the order of its join key's features) and what was lacking."""
 
@@ -84,6 +86,16 @@ class _Part:
     stale: list[str]
     unknown: list[str]
     ages: dict[str, float]
+
+
+@dataclass(slots=True)
+class _Known:
+    """An entity's last HMGET reply and what it gave; valid while the reply is the same, until ``fresh_until``."""
+
+    raw: list[bytes | None]
+    part: _Part
+    times: tuple[tuple[str, float], ...]  # (view, epoch seconds its row was written), for the ages
+    fresh_until: float  # the first moment a view of it is past its TTL (inf: none has a TTL)
 
 
 @dataclass(frozen=True)
@@ -135,6 +147,7 @@ class OnlineFeatures:
         self._names = {k: [name for r in reads for name in r.features] for k, reads in self._by_key.items()}
         self._key_parts = {k: self._key_template(k) for k in self._by_key}
         self._decoder = _Decoder()
+        self._known: dict[tuple[str, Any], _Known] = {}  # (join key, entity value) -> its last reply, decoded
         self._script_sha = hashlib.sha1(_HMGET_MANY.encode()).hexdigest()
 
     @property
@@ -215,7 +228,8 @@ class OnlineFeatures:
         columns: dict[str, list[Any]] = {}
         by_row: list[list[_Part]] = []  # per join key, each row's entity
         for (join_key, values), group in zip(by_key.items(), groups, strict=True):
-            entities = {value: self._entity(join_key, raw, now_s) for value, raw in zip(values, group, strict=True)}
+            entity = self._entity
+            entities = {value: entity(join_key, value, raw, now_s) for value, raw in zip(values, group, strict=True)}
             parts = [entities[row[join_key]] for row in rows]
             by_row.append(parts)
             # one transposition in C per join key, rather than a lookup per row and feature
@@ -241,13 +255,23 @@ class OnlineFeatures:
             lacking.append(EntityFeatures(missing, stale, unknown, ages))
         return StoredBatch(columns, lacking)
 
-    def _entity(self, join_key: str, raw: list[bytes | None], now_s: float) -> _Part:
-        """One entity's stored features from its HMGET reply: values, missing, stale, unknown entities, ages."""
+    def _entity(self, join_key: str, value: Any, raw: list[bytes | None], now_s: float) -> _Part:
+        """One entity's stored features from its HMGET reply: values, missing, stale, unknown entities, ages.
+
+        The last reply decoded for each entity is remembered with what it gave: while Redis answers the same bytes
+        (until the next materialization) and no view has gone past its TTL, only the ages are computed again.
+        For 1,000 transactions' entities that took 6-9 ms here, against 17-27 ms decoding them again."""
+        known = self._known.get((join_key, value))
+        if known is not None and now_s <= known.fresh_until and known.raw == raw:
+            part = known.part
+            return _Part(part.values, part.missing, part.stale, part.unknown, {v: now_s - t for v, t in known.times})
         values: list[Any] = []
         missing: list[str] = []
         stale: list[str] = []
         unknown: list[str] = []
         ages: dict[str, float] = {}
+        times: list[tuple[str, float]] = []
+        fresh_until = math.inf
         at = 0
         for read in self._by_key[join_key]:
             blobs = raw[at : at + len(read.fields)]
@@ -259,19 +283,26 @@ class OnlineFeatures:
                 values += [None] * len(read.features)
                 missing.extend(read.features)
                 continue
-            age = now_s - self._decoder.timestamp(ts_raw)
-            ages[read.view] = age
+            written = self._decoder.timestamp(ts_raw)
+            times.append((read.view, written))
+            ages[read.view] = now_s - written
             ttl = read.ttl_seconds
-            if ttl and age > ttl:
+            if ttl and now_s - written > ttl:
                 # Past the view's TTL training would have seen nothing, so serving uses nothing either.
                 values += [None] * len(read.features)
                 stale.extend(read.features)
                 continue
+            if ttl:
+                fresh_until = min(fresh_until, written + ttl)
             decoded = self._decoder.many(blobs[:-1])
             values += decoded
             if None in decoded:
                 missing.extend(name for name, value in zip(read.features, decoded, strict=True) if value is None)
-        return _Part(tuple(values), missing, stale, unknown, ages)
+        part = _Part(tuple(values), missing, stale, unknown, ages)
+        if len(self._known) >= MAX_KNOWN:
+            self._known.clear()
+        self._known[(join_key, value)] = _Known(raw, part, tuple(times), fresh_until)
+        return part
 
 
 class _Decoder:

@@ -308,3 +308,32 @@ def test_a_large_batch_decided_as_replies_arrive_equals_the_whole_batch_at_once(
         assert (got.risk_score, got.recommendation, got.reasons) == (want.risk_score, want.recommendation, want.reasons)
         assert got.features == want.features and got.missing_features == want.missing_features
     assert any(d.features["txn_count_1h"] >= 2 for d in pipelined), "the users' earlier payments are in their windows"
+
+
+def test_remembered_entity_reads_follow_new_writes_and_the_ttl(client: TestClient, served_repo: ServedRepo) -> None:
+    """An entity's decoded reply is reused only while Redis answers the same bytes and its views are fresh."""
+    service = client.app.state.service  # type: ignore[attr-defined]
+    model = service.models.current
+    online = service.scorer._service_parts(model.feature_service).online
+    store = open_store(served_repo.root)
+    user, written = 8_888_001, pd.Timestamp(datetime.now(UTC)) - pd.Timedelta(hours=1)
+    row = {"user_id": user, "device_id": 1, "merchant_id": 1}
+
+    def write(age: int) -> None:
+        profile = {"age": age, "kyc_level": 2, "home_country": "DE", "account_age_days": 10.0, "total_spend": 5.0}
+        frame = pd.DataFrame(
+            [{"user_id": user, "event_timestamp": written, "created_timestamp": written, **profile, "orders": 1}]
+        )
+        store.write_to_online_store("user_profile", frame)
+
+    write(30)
+    assert online.read([row]).columns["age"] == [30]
+    assert online.read([row]).columns["age"] == [30]  # answered from what was remembered
+    written += pd.Timedelta(seconds=1)
+    write(31)  # a materialization rewrote the row: new bytes, decoded again
+    again = online.read([row])
+    assert again.columns["age"] == [31] and "age" not in again.rows[0].stale
+    ttl = store.get_feature_view("user_profile").ttl
+    later = online.read([row], now=datetime.now(UTC) + ttl)  # the same bytes, read past the view's TTL
+    assert later.columns["age"] == [None] and "age" in later.rows[0].stale
+    assert later.rows[0].ages_seconds["user_profile"] > ttl.total_seconds()
