@@ -117,6 +117,13 @@ def test_a_batch_can_ride_in_the_callers_pipeline(realtime: RealtimeAggregates, 
     as_given = batch.columns_as_given(replies[1:])
     assert as_given == {name: [second[name], first[name]] for name in realtime.feature_names}
     assert batch.columns([]) == {name: [] for name in realtime.feature_names}
+    assert all(type(v) is int for v in in_time["txn_count_10m"])  # counts come back as ints, sums as floats
+    assert all(type(v) is float for v in in_time["amount_sum_10m"])
+    # A reply of another shape (another version of the script) is refused, naming what came back.
+    with pytest.raises(DependencyUnavailableError, match="not 13 packed doubles.*1, b'2'"):
+        batch.columns([replies[1], [1, b"2"]])
+    with pytest.raises(redis.exceptions.NoScriptError):
+        batch.columns([redis.exceptions.NoScriptError("gone")])
 
 
 def test_an_earlier_copy_moves_the_event(realtime: RealtimeAggregates) -> None:
