@@ -4,6 +4,8 @@ redis-py's ``Pipeline`` takes a connection from the pool and gives it back on ev
 observability wrappers around both: measured here, about 70 µs of CPU per round trip beyond the round trip itself,
 more than Redis spends answering a transaction's reads. A ``Channel`` keeps one connection of the client's pool
 per thread and writes and reads the batch on it directly (still redis-py's connection, packer and hiredis parser).
+On an event loop, ``exchange_async`` gives the loop the wait between the write and the first reply (the socket
+watched with ``add_reader``); a wait cancelled before the replies are read closes the connection.
 
 Scripts are called by their SHA (``EVALSHA``): a restarted or flushed Redis forgets them and answers
 ``NoScriptError``. Then the caller's ``load`` puts them back and the commands are sent once more; the scoring
