@@ -120,7 +120,7 @@ def test_a_batch_can_ride_in_the_callers_pipeline(realtime: RealtimeAggregates, 
     assert all(type(v) is int for v in in_time["txn_count_10m"])  # counts come back as ints, sums as floats
     assert all(type(v) is float for v in in_time["amount_sum_10m"])
     # A reply of another shape (another version of the script) is refused, naming what came back.
-    with pytest.raises(DependencyUnavailableError, match="not 13 packed doubles.*1, b'2'"):
+    with pytest.raises(DependencyUnavailableError, match=r"not 13 packed doubles.*1, b'2'"):
         batch.columns([replies[1], [1, b"2"]])
     with pytest.raises(redis.exceptions.NoScriptError):
         batch.columns([redis.exceptions.NoScriptError("gone")])
