@@ -269,7 +269,6 @@ class OnlineFeatures:
         missing: list[str] = []
         stale: list[str] = []
         unknown: list[str] = []
-        ages: dict[str, float] = {}
         times: list[tuple[str, float]] = []
         fresh_until = math.inf
         at = 0
@@ -285,7 +284,6 @@ class OnlineFeatures:
                 continue
             written = self._decoder.timestamp(ts_raw)
             times.append((read.view, written))
-            ages[read.view] = now_s - written
             ttl = read.ttl_seconds
             if ttl and now_s - written > ttl:
                 # Past the view's TTL training would have seen nothing, so serving uses nothing either.
@@ -298,7 +296,7 @@ class OnlineFeatures:
             values += decoded
             if None in decoded:
                 missing.extend(name for name, value in zip(read.features, decoded, strict=True) if value is None)
-        part = _Part(tuple(values), missing, stale, unknown, ages)
+        part = _Part(tuple(values), missing, stale, unknown, {v: now_s - t for v, t in times})
         if len(self._known) >= MAX_KNOWN:
             self._known.clear()
         self._known[(join_key, key_value)] = _Known(raw, part, tuple(times), fresh_until)
