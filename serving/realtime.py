@@ -5,7 +5,8 @@ The features are those of the feature service's windowed views (``feature_repo.a
 documented in ``feature_repo.aggregations`` and computed offline by ``feature_repo.stores.window_aggregates``.
 
 State: one Redis hash per view and entity value (``<namespace>:<view>:<value>``), field the event id, value the
-event time in microseconds and the values the view's features read. One Lua script (``serving.realtime_script``),
+event time in microseconds and the values the view's features read, packed (``serving.realtime_script.
+EventLayout``; events stored as text by earlier versions are still read). One Lua script (``serving.realtime_script``),
 generated from the declaration and loaded once (``EVALSHA``; reloaded only when Redis has lost it), handles one
 transaction for every view atomically: a retry (its event id already recorded at or before its time) is answered
 as of the recorded time and adds nothing; otherwise the features are computed over the events in ``[t - W, t)``
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -34,10 +36,11 @@ import redis
 
 from feature_repo.windows import WindowedView, feature_types, service_windows
 from serving.pipeline_calls import Channel
-from serving.realtime_script import lua_script
+from serving.realtime_script import EventLayout, lua_script
 from skewless.errors import BadInputError, DependencyUnavailableError
 
 SEP = "\x1f"
+_NAN = float("nan")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -68,7 +71,9 @@ class RealtimeAggregates:
             raise BadInputError(
                 f"windowed views {self.views} must share one event id and timestamp column to be recorded together"
             )
-        self._parts = [(f"{namespace}:{w.name}:", w.key, w.value_columns) for w in self._windows]
+        self._keys = [(f"{namespace}:{w.name}:", w.key) for w in self._windows]
+        layouts = [EventLayout.of(w) for w in self._windows]
+        self._layouts = [(struct.Struct(x.python_format).pack, x.numbers, x.texts) for x in layouts]
 
     @classmethod
     def for_service(cls, client: redis.Redis, store: Any, service: Any) -> RealtimeAggregates:
@@ -148,15 +153,17 @@ class RealtimeAggregates:
         try:
             event_id = _text(txn[self._event_id])
             ts = _micros(txn[self._timestamp])
-            call: list[Any] = ["EVALSHA", self._sha, len(self._parts)]
+            call: list[Any] = ["EVALSHA", self._sha, len(self._keys)]
             unset = not event_id or SEP in event_id
-            for prefix, key, _ in self._parts:
+            for prefix, key in self._keys:
                 value = _text(txn[key])
                 unset = unset or not value
                 call.append(prefix + value)
             call += (event_id, ts)
-            for _, _, columns in self._parts:
-                call.append(SEP.join([_text(txn[c]) for c in columns]))
+            at = float(ts)
+            for pack, numbers, texts in self._layouts:  # the event as stored (EventLayout)
+                event = pack(0, at, *[_number(txn[c]) for c in numbers])
+                call.append(event + b"".join([_zero_ended(c, txn[c]) for c in texts]) if texts else event)
         except KeyError:
             missing = sorted(c for c in self._columns if c not in txn)
             raise BadInputError(f"transaction #{position}: missing field(s) {missing}") from None
@@ -164,7 +171,7 @@ class RealtimeAggregates:
             raise BadInputError(f"transaction #{position} ({self._event_id} {txn[self._event_id]!r}): {exc}") from None
         if unset:
             raise BadInputError(
-                f"transaction #{position}: {self._event_id} and {[key for _, key, _ in self._parts]} must be set"
+                f"transaction #{position}: {self._event_id} and {[key for _, key in self._keys]} must be set"
             )
         return ts, call
 
@@ -236,6 +243,28 @@ def _micros(value: Any) -> int:
         raise ValueError(f"event time {value.isoformat()} has no time zone; pass UTC-aware timestamps")
     since = value - _EPOCH
     return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
+
+
+def _number(value: Any) -> float:
+    """A value a sum or maximum reads, as stored: a float, NaN when missing or not a number."""
+    if value.__class__ is float or value.__class__ is int:
+        return float(value)
+    if value is None or isinstance(value, bool):
+        return _NAN
+    if hasattr(value, "item"):  # numpy scalars
+        return _number(value.item())
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return _NAN
+
+
+def _zero_ended(column: str, value: Any) -> bytes:
+    """A text value as stored: UTF-8, ended by a zero byte (so it may not hold one)."""
+    text = _text(value).encode()
+    if b"\0" in text:
+        raise ValueError(f"{column} {value!r} contains a zero byte")
+    return text + b"\0"
 
 
 def _text(value: Any) -> str:

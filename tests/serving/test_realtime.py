@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import struct
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,8 +16,10 @@ import pandas as pd
 import pytest
 import redis
 
+from feature_repo.windows import service_windows
 from pipeline.run import run_pipeline
 from serving.realtime import RealtimeAggregates
+from serving.realtime_script import EventLayout
 from skewless.errors import BadInputError, DependencyUnavailableError
 from skewless.store import apply_definitions, open_store
 from tests.feature_repo.windowed_repo import (
@@ -176,6 +179,41 @@ def test_a_busy_user_costs_one_window_and_old_events_are_trimmed(realtime, store
     assert kept <= 25 * 30 + 2  # the largest window plus the allowed lateness, not three days
 
 
+def _as_earlier_text(stored: bytes, layout: EventLayout, columns: list[str]) -> bytes:
+    """An event as versions before the packed layout stored it: ``<µs>\\x1f<value>\\x1f...`` in column order."""
+    head = struct.calcsize(layout.python_format)
+    _, at, *numbers = struct.unpack(layout.python_format, stored[:head])
+    texts = stored[head:].split(b"\0")[: len(layout.texts)]
+    values = dict(zip(layout.numbers, [("" if math.isnan(x) else repr(x)).encode() for x in numbers], strict=True))
+    values.update(zip(layout.texts, texts, strict=True))
+    return b"\x1f".join([str(int(at)).encode(), *[values[c] for c in columns]])
+
+
+def test_events_stored_as_text_by_earlier_versions_are_still_read(realtime, store, redis_url) -> None:  # type: ignore[no-untyped-def]
+    history = [Txn.at(i, i * MIN, 10.5 * i, device=10 + i % 3, merchant=100 + i % 2).row() for i in range(1, 9)]
+    later = [Txn.at(50, 9 * MIN, 4.0).row(), history[3]]  # a new payment, then a retry of a recorded one
+    realtime.record(history)
+    packed = realtime.record(later)
+    realtime.reset()
+    realtime.record(history)
+    client = redis.Redis.from_url(redis_url)
+    rewritten = 0
+    for view in service_windows(store, store.get_feature_service(SERVICE)):
+        layout = EventLayout.of(view)
+        for key in client.scan_iter(match=f"skewless:{store.project}:rt:{view.name}:*"):
+            events = sorted(client.hgetall(key).items())
+            for event_id, stored in events[::2]:  # every other one: a state holding both forms
+                assert stored[:1] == b"\0"
+                client.hset(key, event_id, _as_earlier_text(stored, layout, view.value_columns))
+                rewritten += 1
+    client.close()
+    assert rewritten >= len(history)
+    from_text = realtime.record(later)
+    assert from_text == packed
+    assert packed[0]["amount_sum_1h"] == sum(t["amount"] for t in history)
+    assert packed[0]["distinct_devices_24h"] == 3 and packed[1]["txn_count_1h"] == 3
+
+
 def test_later_than_the_allowed_lateness_is_cut_short(realtime: RealtimeAggregates) -> None:
     realtime.record([Txn.at(1, 0 * MIN, 5.0).row(), Txn.at(2, 2 * DAY, 5.0).row()])
     very_late = realtime.record([Txn.at(3, 10 * MIN, 5.0).row()])[0]
@@ -198,6 +236,8 @@ def test_bad_transactions_are_named(realtime: RealtimeAggregates) -> None:
         realtime.record([{**row, "event_timestamp": row["event_timestamp"].replace(tzinfo=None)}])
     with pytest.raises(BadInputError, match="txn_id"):
         realtime.record([{**row, "txn_id": None}])
+    with pytest.raises(BadInputError, match="merchant_id 'a\\\\x00b' contains a zero byte"):
+        realtime.record([{**row, "merchant_id": "a\x00b"}])
 
 
 def test_the_script_comes_back_after_redis_loses_it_and_redis_down_is_a_dependency_error(store) -> None:  # type: ignore[no-untyped-def]
