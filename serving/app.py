@@ -47,6 +47,7 @@ class Service:
     decisions: DecisionLog
     metrics: ServiceMetrics
     canary: CanaryRouter | None = None  # the challenger's share; without it the champion scores alone
+    in_flight: int = 0  # scoring requests being answered (``ScoringEndpoints``)
 
     def score_batch(self, transactions: list[dict[str, Any]]) -> list[Decision]:
         """Runs on the scoring thread: score, record metrics, log the decisions."""
@@ -58,7 +59,11 @@ class Service:
         """``score_batch`` on the event loop: while Redis computes the features, the loop reads the next requests
         (they form the next micro-batch) instead of waiting in a socket read; scoring itself stays one call."""
         started = time.perf_counter()
-        read = await self.scorer.features_async(transactions, self.scorer.model())
+        # Alone (no other request being answered), the loop has nothing to do while Redis answers: it watches for
+        # the answer rather than sleep and wait to be woken (serving.pipeline_calls._answered_within).
+        alone = self.in_flight <= len(transactions)
+        spin_s = self.settings.redis_spin_us / 1e6 if alone else 0.0
+        read = await self.scorer.features_async(transactions, self.scorer.model(), spin_s)
         if self.canary:
             decisions = self.canary.score(transactions, read)
         else:

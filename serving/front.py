@@ -174,6 +174,7 @@ class ScoringEndpoints:
             return
         started = time.perf_counter()
         status = 500
+        service.in_flight += 1
         try:
             status, body = await self._answer(service, path, receive)
             await send(
@@ -185,6 +186,7 @@ class ScoringEndpoints:
             )
             await send({"type": "http.response.body", "body": body})
         finally:
+            service.in_flight -= 1
             self.metrics.child(self.metrics.request_seconds, path).observe(time.perf_counter() - started)
             self.metrics.child(self.metrics.requests, path, str(status)).inc()
 

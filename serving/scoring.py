@@ -124,9 +124,12 @@ class Scorer:
         pipelined round trip; on-demand features are computed from them and the request."""
         return self._channel.exchange(*self._feature_read(transactions, model))
 
-    async def features_async(self, transactions: list[dict[str, Any]], model: ServedModel) -> FeatureRead:
-        """``features``, read without holding the event loop while Redis computes them."""
-        columns, stored = await self._channel.exchange_async(*self._feature_read(transactions, model))
+    async def features_async(
+        self, transactions: list[dict[str, Any]], model: ServedModel, spin_s: float = 0.0
+    ) -> FeatureRead:
+        """``features``, read without holding the event loop while Redis computes them (after watching for the
+        answer ``spin_s`` first: ``Channel.exchange_async``)."""
+        columns, stored = await self._channel.exchange_async(*self._feature_read(transactions, model), spin_s)
         return FeatureRead(model, columns, stored)
 
     def _feature_read(

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
         description="How long a lone request waits for company. 0: none; under load, requests that arrive while a "
         "batch is scored form the next batch by themselves.",
     )
+    redis_spin_us: float = Field(
+        default=300.0,
+        ge=0,
+        le=10_000,
+        description="How long a request the service is handling alone watches for Redis's answer before it sleeps "
+        "until it comes. On a virtual machine, a process woken by a socket can take 100-400 µs to run again; a "
+        "lone request's answer usually comes sooner. 0: always sleep.",
+    )
     gil_switch_ms: float = Field(
         default=0.5,
         gt=0,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from serving.pipeline_calls import Channel
+from serving.pipeline_calls import Channel, _answered_within
 from skewless.errors import DependencyUnavailableError
 from tests.serving.conftest import RedisProcess, _free_port
 
@@ -148,6 +148,32 @@ def test_the_async_exchange_leaves_the_loop_free_while_redis_computes(server: Re
         return held
 
     assert asyncio.run(blocking()) == 0
+
+
+def test_a_lone_caller_watches_for_the_answer_then_gives_the_loop_the_wait(server: RedisProcess) -> None:
+    client = _client(server)
+    channel = Channel(client, "test store")
+    conn = channel._connection()
+    assert not _answered_within(conn, 0.01)  # nothing asked: nothing comes, and the watch ends
+    conn.send_command("PING")
+    assert _answered_within(conn, 5.0)
+    assert conn.read_response() in (b"PONG", "PONG", True)
+
+    sha = client.script_load(SLOW_ECHO)
+    slow = [("EVALSHA", sha, 0, f"r{i}", 2_000_000) for i in range(3)] + [("ECHO", "last")]
+
+    async def main() -> tuple[list[Any], list[Any], int]:
+        quick = await channel.exchange_async([("ECHO", "a"), ("ECHO", "b")], list, None, spin_s=0.5)
+        ticks = 0
+        exchange = asyncio.ensure_future(channel.exchange_async(slow, list, None, spin_s=0.001))
+        while not exchange.done():
+            ticks += 1
+            await asyncio.sleep(0.001)
+        return quick, exchange.result(), ticks
+
+    quick, replies, ticks = asyncio.run(main())
+    assert quick == [b"a", b"b"] and replies == [b"r0", b"r1", b"r2", b"last"]
+    assert ticks >= 5  # past its short watch, the wait went to the loop
 
 
 def test_the_async_exchange_reloads_scripts_and_reconnects(server: RedisProcess) -> None:
