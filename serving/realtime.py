@@ -40,6 +40,7 @@ from serving.realtime_script import EventLayout, lua_script
 from skewless.errors import BadInputError, DependencyUnavailableError
 
 SEP = "\x1f"
+PER_CALL = 64  # transactions per script call (a divisor of the scoring path's chunk, serving.scoring)
 _NAN = float("nan")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -130,7 +131,12 @@ class RealtimeAggregates:
         is idempotent, so the calls that did run answer the same)."""
         calls = [self._call(i, txn) for i, txn in enumerate(transactions)]
         order = sorted(range(len(calls)), key=lambda i: calls[i][0])  # in time order, stable
-        return PreparedBatch([calls[i][1] for i in order], order, self._kinds)
+        commands = []
+        for at in range(0, len(order), PER_CALL):
+            group = [calls[i] for i in order[at : at + PER_CALL]]
+            keys = [key for _, call_keys, _ in group for key in call_keys]
+            commands.append(["EVALSHA", self._sha, len(keys), *keys, *[a for _, _, args in group for a in args]])
+        return PreparedBatch(commands, order, self._kinds)
 
     def reset(self) -> int:
         """Delete every key of this namespace; returns how many. For tests and demo replays."""
@@ -148,22 +154,23 @@ class RealtimeAggregates:
             raise DependencyUnavailableError(f"real-time aggregates: Redis unavailable: {exc}") from exc
         return deleted
 
-    def _call(self, position: int, txn: Mapping[str, Any]) -> tuple[int, list[Any]]:
-        """(event time in µs, EVALSHA arguments) of one transaction; errors name the field and the transaction."""
+    def _call(self, position: int, txn: Mapping[str, Any]) -> tuple[int, list[str], list[Any]]:
+        """(event time in µs, keys, arguments) of one transaction in a script call; errors name the field and the
+        transaction."""
         try:
             event_id = _text(txn[self._event_id])
             ts = _micros(txn[self._timestamp])
-            call: list[Any] = ["EVALSHA", self._sha, len(self._keys)]
+            keys = []
             unset = not event_id or SEP in event_id
             for prefix, key in self._keys:
                 value = _text(txn[key])
                 unset = unset or not value
-                call.append(prefix + value)
-            call += (event_id, ts)
+                keys.append(prefix + value)
+            args: list[Any] = [event_id, ts]
             at = float(ts)
             for pack, numbers, texts in self._layouts:  # the event as stored (EventLayout)
                 event = pack(0, at, *[_number(txn[c]) for c in numbers])
-                call.append(event + b"".join([_zero_ended(c, txn[c]) for c in texts]) if texts else event)
+                args.append(event + b"".join([_zero_ended(c, txn[c]) for c in texts]) if texts else event)
         except KeyError:
             missing = sorted(c for c in self._columns if c not in txn)
             raise BadInputError(f"transaction #{position}: missing field(s) {missing}") from None
@@ -173,11 +180,12 @@ class RealtimeAggregates:
             raise BadInputError(
                 f"transaction #{position}: {self._event_id} and {[key for _, key in self._keys]} must be set"
             )
-        return ts, call
+        return ts, keys, args
 
 
 class PreparedBatch:
-    """Script calls of one batch, in time order, and how to turn their replies back into features."""
+    """Script calls of one batch (``PER_CALL`` transactions each, in time order), and how to turn their replies
+    back into features."""
 
     def __init__(self, commands: list[list[Any]], order: list[int], kinds: list[tuple[str, bool]]) -> None:
         self.commands = commands
@@ -189,6 +197,11 @@ class PreparedBatch:
         """Positions (in the order given) of the transactions whose calls ``commands`` holds, in that order."""
         return self._order
 
+    @staticmethod
+    def calls(transactions: int) -> int:
+        """How many of ``commands`` hold the next ``transactions`` (a multiple of ``PER_CALL``, or the rest)."""
+        return -(-transactions // PER_CALL)
+
     def results(self, replies: Iterable[Any]) -> list[dict[str, Any]]:
         """Features per transaction, in the order the transactions were given: ``columns_as_given``, a dict each."""
         columns = self.columns_as_given(replies)
@@ -196,20 +209,21 @@ class PreparedBatch:
         return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
     def columns(self, replies: Iterable[Any]) -> dict[str, list[Any]]:
-        """Replies to calls of ``commands`` (all of them, or the next chunk) as feature columns, in the calls'
-        order: time order (``order`` says whose). Each reply is the features as packed doubles
-        (``serving.realtime_script``): the chunk is one array, cut into columns (counts as ints)."""
-        rows = list(replies)
-        if not rows:
+        """Replies to calls of ``commands`` (all of them, or the next ones: ``calls``) as feature columns, in time
+        order (``order`` says whose). Each reply is its transactions' features as packed doubles
+        (``serving.realtime_script``): the replies are one array, cut into columns (counts as ints)."""
+        replied = list(replies)
+        if not replied:
             return {name: [] for name, _ in self._kinds}
         size = 8 * len(self._kinds)
-        for reply in rows:
-            if reply.__class__ is not bytes or len(reply) != size:
+        for reply in replied:
+            if reply.__class__ is not bytes or not reply or len(reply) % size:
                 _check(reply)
                 raise DependencyUnavailableError(
-                    f"real-time aggregates: a reply is not {len(self._kinds)} packed doubles: {reply!r:.80}"
+                    f"real-time aggregates: a reply is not rows of {len(self._kinds)} packed doubles: {reply!r:.80}"
                 )
-        matrix = np.frombuffer(b"".join(rows), dtype="<f8").reshape(len(rows), len(self._kinds))
+        packed = b"".join(replied)
+        matrix = np.frombuffer(packed, dtype="<f8").reshape(len(packed) // size, len(self._kinds))
         return {
             name: (matrix[:, j].astype(np.int64) if is_int else matrix[:, j]).tolist()
             for j, (name, is_int) in enumerate(self._kinds)
@@ -219,7 +233,7 @@ class PreparedBatch:
         """The replies to all of ``commands`` as feature columns, in the order the transactions were given."""
         columns = self.columns(replies)
         if any(len(column) != len(self._order) for column in columns.values()):
-            raise ValueError(f"{len(self._order)} real-time calls, but not as many replies")
+            raise ValueError(f"{len(self._order)} transactions recorded, but replies for another number")
         if all(i == k for k, i in enumerate(self._order)):
             return columns
         at = [0] * len(self._order)

@@ -28,7 +28,7 @@ from skewless.store import feature_service
 from training.evaluate import decide
 
 # Batches larger than this are decided a chunk at a time while Redis computes the next chunk's real-time features.
-PIPELINE_CHUNK = 256
+PIPELINE_CHUNK = 256  # a multiple of realtime.PER_CALL: a chunk's transactions are whole script calls
 # A reason must lower the score by more than this: below it, the difference is rounding between two predictions.
 REASON_MIN_DROP = 1e-9
 
@@ -177,7 +177,7 @@ class Scorer:
             for at in range(0, len(ordered), PIPELINE_CHUNK):
                 end = at + PIPELINE_CHUNK
                 rows, chunk_stored = ordered[at:end], stored.rows[at:end]
-                windowed = record.columns(islice(replies, len(rows)))
+                windowed = record.columns(islice(replies, record.calls(len(rows))))
                 columns = self._columns(parts, rows, {n: v[at:end] for n, v in stored.columns.items()}, windowed)
                 started = time.perf_counter()
                 decisions = self.decisions(rows, columns, chunk_stored, model)

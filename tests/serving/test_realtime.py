@@ -18,7 +18,7 @@ import redis
 
 from feature_repo.windows import service_windows
 from pipeline.run import run_pipeline
-from serving.realtime import RealtimeAggregates
+from serving.realtime import PER_CALL, RealtimeAggregates
 from serving.realtime_script import EventLayout
 from skewless.errors import BadInputError, DependencyUnavailableError
 from skewless.store import apply_definitions, open_store
@@ -29,6 +29,7 @@ from tests.feature_repo.windowed_repo import (
     SCENARIO,
     SCORED_BEFORE_LATE,
     SERVICE,
+    US,
     Txn,
     offline,
     write_transactions,
@@ -123,10 +124,26 @@ def test_a_batch_can_ride_in_the_callers_pipeline(realtime: RealtimeAggregates, 
     assert all(type(v) is int for v in in_time["txn_count_10m"])  # counts come back as ints, sums as floats
     assert all(type(v) is float for v in in_time["amount_sum_10m"])
     # A reply of another shape (another version of the script) is refused, naming what came back.
-    with pytest.raises(DependencyUnavailableError, match=r"not 13 packed doubles.*1, b'2'"):
+    with pytest.raises(DependencyUnavailableError, match=r"not rows of 13 packed doubles.*1, b'2'"):
         batch.columns([replies[1], [1, b"2"]])
     with pytest.raises(redis.exceptions.NoScriptError):
         batch.columns([redis.exceptions.NoScriptError("gone")])
+
+
+def test_a_batch_over_several_script_calls_answers_as_one_at_a_time(realtime: RealtimeAggregates) -> None:
+    txns = [
+        Txn.at(i, (i * 37 % 150) * 11 * US * 10**6, 1.0 + i % 7, user=1 + i % 3, device=10 + i % 4).row()
+        for i in range(2 * PER_CALL + 22)
+    ]
+    txns.append(txns[5])  # a retry in the same batch, in another call than its first attempt
+    batch = realtime.prepare(txns)
+    assert len(batch.commands) == 3 and batch.calls(2 * PER_CALL) == 2
+    together = realtime.record(txns)
+    realtime.reset()
+    ordered = sorted(range(len(txns)), key=lambda i: txns[i]["event_timestamp"])
+    alone = dict(zip(ordered, [realtime.record([txns[i]])[0] for i in ordered], strict=True))
+    assert together == [alone[i] for i in range(len(txns))]
+    assert max(t["txn_count_24h"] for t in together) > 40
 
 
 def test_an_earlier_copy_moves_the_event(realtime: RealtimeAggregates) -> None:
