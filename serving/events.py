@@ -2,14 +2,15 @@
 
 The scoring thread only hands decisions over (a deque append); a sender thread of its own serializes them and
 sends whatever has gathered in one pipelined write, so neither JSON nor a Redis round trip sits on the request
-path. A stream entry holds up to ``PER_ENTRY`` decisions of one model call, as columns: a JSON object of
-per-decision lists in its ``columns`` field (each served vector a list of values), the vectors' feature names
-once in ``features``, and what the whole batch shares (when it was logged, its latency) in ``batch``. One
-``XADD`` per decision cost the sender more than the JSON, and a JSON object per decision half as much again as
-these columns. (Readers also take the older entry kinds, a JSON array of decisions in ``decisions`` or one in
-``decision``; ``decisions_of`` gives every kind as dicts with a ``features`` object.) When Redis cannot take them (it
-is down, and a fail policy answered) they wait in a bounded in-memory buffer and go out with the next send that
-works; shutdown sends what is left.
+path. A stream entry holds up to ``PER_ENTRY`` decisions of one model (one feature list), from every batch handed
+since the last send, as columns: a JSON object of per-decision lists in its ``columns`` field (each served vector
+a list of values; when each was logged and its batch's latency too), the vectors' feature names once in
+``features``, and ``{}`` in ``batch``. One ``XADD`` per decision cost the sender more than the JSON, and a JSON
+object per decision half as much again as these columns; an entry per micro-batch of a few requests, most of the
+sender's time under load. (Readers also take the older entry kinds: ``batch`` holding what a whole entry shares,
+a JSON array of decisions in ``decisions``, or one in ``decision``; ``decisions_of`` gives every kind as dicts
+with a ``features`` object.) When Redis cannot take them (it is down, and a fail policy answered) they wait in a
+bounded in-memory buffer and go out with the next send that works; shutdown sends what is left.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import logging
 import threading
 from collections import deque
+from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from operator import attrgetter, itemgetter
@@ -69,8 +71,22 @@ _REQUESTED = [
 ]
 
 
+@dataclass
+class _Group:
+    """Decisions of one feature list on their way into entries, with the request, log time and latency of each."""
+
+    names: list[str]
+    decided: list[Decision] = field(default_factory=list)
+    requested: list[dict[str, Any]] = field(default_factory=list)
+    logged_at: list[str] = field(default_factory=list)
+    latency_ms: list[float] = field(default_factory=list)
+
+
 class DecisionLog:
-    def __init__(self, client: redis.Redis, stream: str, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(
+        self, client: redis.Redis, stream: str, max_entries: int = MAX_ENTRIES, interval_s: float = SEND_INTERVAL_S
+    ) -> None:
+        self._interval_s = interval_s
         self._channel = Channel(client, "decision stream (Redis)")
         # "~": Redis trims whole nodes (cheap) once the stream is past the bound, rather than to the entry
         self._xadd: tuple[Any, ...] = ("XADD", stream, "MAXLEN", "~", max_entries, "*")
@@ -105,32 +121,38 @@ class DecisionLog:
         # else the sender picks it up within SEND_INTERVAL_S; waking it per batch costs the scorer a GIL hand-off
 
     def _send_loop(self) -> None:
-        while not self._stop.wait(SEND_INTERVAL_S):
+        while not self._stop.wait(self._interval_s):
             self.flush()
 
     def _serialize_handed(self) -> None:
+        # Everything handed since the last send, grouped by feature list (a canary's two models: two groups), in
+        # the order handed. Micro-batches of a few requests would otherwise cost an entry each.
+        groups: dict[int, _Group] = {}
         while self._handed:
             decisions, transactions, latency_s, logged_at = self._handed.popleft()
-            shared = to_json({"logged_at": logged_at, "latency_ms": latency_s * 1000})
-            by_names: dict[int, tuple[list[str], list[Decision], list[dict[str, Any]]]] = {}  # a canary: 2 groups
+            latency_ms = latency_s * 1000
             for decision, txn in zip(decisions, transactions, strict=True):
-                group = by_names.get(id(decision.feature_names))
+                group = groups.get(id(decision.feature_names))
                 if group is None:
-                    group = by_names[id(decision.feature_names)] = (decision.feature_names, [], [])
-                group[1].append(decision)
-                group[2].append(txn)
-            for names, decided, requested in by_names.values():
-                names_json = to_json(names)
-                for at in range(0, len(decided), PER_ENTRY):
-                    part, txns = decided[at : at + PER_ENTRY], requested[at : at + PER_ENTRY]
-                    columns = {name: list(map(get, part)) for name, get in _DECIDED}
-                    columns["features"] = [d.vector for d in part]
-                    columns.update((name, list(map(get, txns))) for name, get in _REQUESTED)
-                    # pydantic's serializer (6x json; event times as ISO 8601); NaN (a missing on-demand value, as
-                    # numpy gives it) is written null, as None is
-                    payload = to_json(columns, fallback=str, inf_nan_mode="null")
-                    self._pending.append(((b"features", names_json, b"columns", payload, b"batch", shared), len(part)))
-                    self._pending_count += len(part)
+                    group = groups[id(decision.feature_names)] = _Group(decision.feature_names)
+                group.decided.append(decision)
+                group.requested.append(txn)
+                group.logged_at.append(logged_at)
+                group.latency_ms.append(latency_ms)
+        for group in groups.values():
+            names_json = to_json(group.names)
+            for at in range(0, len(group.decided), PER_ENTRY):
+                part, txns = group.decided[at : at + PER_ENTRY], group.requested[at : at + PER_ENTRY]
+                columns = {name: list(map(get, part)) for name, get in _DECIDED}
+                columns["features"] = [d.vector for d in part]
+                columns.update((name, list(map(get, txns))) for name, get in _REQUESTED)
+                columns["logged_at"] = group.logged_at[at : at + PER_ENTRY]
+                columns["latency_ms"] = group.latency_ms[at : at + PER_ENTRY]
+                # pydantic's serializer (6x json; event times as ISO 8601); NaN (a missing on-demand value, as
+                # numpy gives it) is written null, as None is
+                payload = to_json(columns, fallback=str, inf_nan_mode="null")
+                self._pending.append(((b"features", names_json, b"columns", payload, b"batch", b"{}"), len(part)))
+                self._pending_count += len(part)
         dropped = 0
         while self._pending_count > MAX_BUFFERED:
             _, count = self._pending.popleft()

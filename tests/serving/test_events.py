@@ -15,10 +15,12 @@ from tests.serving.conftest import RedisProcess, _free_port
 pytestmark = pytest.mark.integration
 
 
+NAMES = ["amount"]  # the model's feature list, one object, which all its decisions share
+
+
 def _batch(n: int, start: int = 0) -> tuple[list[Decision], list[dict]]:
-    names = ["amount"]  # the model's feature list, which the decisions of one model call share
     decisions = [
-        Decision(f"t{i}", 0.25, "approve", 3, [], [], [], [], names, (float(i),), feature_ages={"v": 1.0})
+        Decision(f"t{i}", 0.25, "approve", 3, [], [], [], [], NAMES, (float(i),), feature_ages={"v": 1.0})
         for i in range(start, start + n)
     ]
     when = datetime(2026, 10, 1, 12, tzinfo=UTC)
@@ -46,6 +48,26 @@ def test_a_batch_is_logged_in_entries_of_at_most_per_entry_decisions(redis_url: 
         assert first["features"] == {"amount": 0.0} and "feature_ages" not in first
         assert (first["user_id"], first["country"], first["model_version"]) == (0, "DE", 3)
         assert entries[0][1][b"features"] == b'["amount"]', "the vectors' names, once per entry"
+    finally:
+        client.delete(stream)
+
+
+def test_batches_handed_between_two_sends_share_entries_and_keep_their_own_latency(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    stream = "test:events:gathered"
+    client.delete(stream)
+    log = DecisionLog(client, stream, interval_s=3600)  # the sender sends only when stopped
+    try:
+        log.start()
+        for k, size in enumerate((3, 1, PER_ENTRY)):
+            log.append(*_batch(size, start=10 * k), 0.001 * (k + 1))
+        log.stop()
+        entries = [decisions_of(fields) for _, fields in client.xrange(stream)]
+        assert [len(entry) for entry in entries] == [PER_ENTRY, 4]  # not one entry per batch handed
+        logged = [d for entry in entries for d in entry]
+        assert [d["txn_id"] for d in logged[:5]] == ["t0", "t1", "t2", "t10", "t20"]
+        assert [d["latency_ms"] for d in logged[:5]] == pytest.approx([1.0, 1.0, 1.0, 2.0, 3.0])
+        assert all(d["logged_at"] for d in logged) and logged[-1]["latency_ms"] == pytest.approx(3.0)
     finally:
         client.delete(stream)
 
