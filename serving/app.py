@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
 import redis
@@ -71,33 +72,39 @@ class Service:
         return self._account(transactions, decisions, time.perf_counter() - started)
 
     def _account(self, transactions: list[dict[str, Any]], decisions: list[Decision], elapsed: float) -> list[Decision]:
-        """Record a scored batch's metrics and hand its decisions to the log."""
-        metrics = self.metrics
-        metrics.batch_size.observe(len(transactions))
-        # Gathered per label set first, then moved once each: a batch's thousands of metric calls cost ~25 ms.
-        counts: Counter[tuple[str, str]] = Counter()
-        missing: Counter[str] = Counter()
-        scores: dict[str, list[float]] = {}
-        ages: dict[str, list[float]] = {}
-        for d in decisions:
-            version = str(d.model_version)
-            scores.setdefault(version, []).append(d.risk_score)
-            counts[(d.recommendation, version)] += 1
-            missing.update(d.missing_features)
-            missing.update(d.stale_features)
-            for view, age in d.feature_ages.items():
-                ages.setdefault(view, []).append(age)
-        for version, values in scores.items():
-            observe_many(metrics.child(metrics.scores, version), values)
-        for view, values in ages.items():
-            observe_many(metrics.child(metrics.feature_age, view), values)
-        for labels, n in counts.items():
-            metrics.child(metrics.recommendations, *labels).inc(n)
-        for name, n in missing.items():
-            metrics.child(metrics.missing_features, name).inc(n)
+        """Hand a scored batch's decisions to the log; their metrics are recorded there (``observe_decisions``)."""
+        self.metrics.batch_size.observe(len(transactions))
         self.decisions.append(decisions, transactions, elapsed)
         self.metrics.decision_log_buffered.set(self.decisions.buffered)
         return decisions
+
+
+def observe_decisions(metrics: ServiceMetrics, decisions: list[Decision]) -> None:
+    """The decisions' metrics (scores, recommendations, missing and stale features, stored features' ages).
+
+    The decision log's sender records them for everything handed since its last send, off the request path
+    (``/metrics`` brings them up to date first). Gathered per label set first, then moved once each: a batch's
+    thousands of metric calls cost ~25 ms here one at a time, and a micro-batch's ~60 µs on the request path."""
+    counts: Counter[tuple[str, str]] = Counter()
+    missing: Counter[str] = Counter()
+    scores: dict[str, list[float]] = {}
+    ages: dict[str, list[float]] = {}
+    for d in decisions:
+        version = str(d.model_version)
+        scores.setdefault(version, []).append(d.risk_score)
+        counts[(d.recommendation, version)] += 1
+        missing.update(d.missing_features)
+        missing.update(d.stale_features)
+        for view, age in d.feature_ages.items():
+            ages.setdefault(view, []).append(age)
+    for version, values in scores.items():
+        observe_many(metrics.child(metrics.scores, version), values)
+    for view, values in ages.items():
+        observe_many(metrics.child(metrics.feature_age, view), values)
+    for labels, n in counts.items():
+        metrics.child(metrics.recommendations, *labels).inc(n)
+    for name, n in missing.items():
+        metrics.child(metrics.missing_features, name).inc(n)
 
 
 async def _service(request: Request) -> Service:  # async: a sync dependency would cost a thread hop per request
@@ -138,8 +145,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         models.start_polling()
         scorer = Scorer(store, client, models, settings.reasons_count)
         service = Service(
-            settings, client, models, scorer, None, DecisionLog(client, settings.decision_stream), metrics
-        )  # type: ignore[arg-type]
+            settings,
+            client,
+            models,
+            scorer,
+            None,  # type: ignore[arg-type]
+            DecisionLog(client, settings.decision_stream, observe=partial(observe_decisions, metrics)),
+            metrics,
+        )
         service.canary = CanaryRouter(scorer, challenger, settings, metrics)
         challenger.start()  # loads on its own thread: a challenger never delays or endangers the champion
         service.batcher = MicroBatcher(
@@ -224,7 +237,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
     @app.get("/metrics")
-    async def prometheus_metrics() -> Response:
+    def prometheus_metrics(service: ServiceDep) -> Response:
+        """Prometheus metrics, with every decision made so far counted (off the event loop)."""
+        service.decisions.account()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/admin/reload")

@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
@@ -84,9 +85,15 @@ class _Group:
 
 class DecisionLog:
     def __init__(
-        self, client: redis.Redis, stream: str, max_entries: int = MAX_ENTRIES, interval_s: float = SEND_INTERVAL_S
+        self,
+        client: redis.Redis,
+        stream: str,
+        max_entries: int = MAX_ENTRIES,
+        interval_s: float = SEND_INTERVAL_S,
+        observe: Callable[[list[Decision]], None] | None = None,
     ) -> None:
         self._interval_s = interval_s
+        self._observe = observe  # given what was handed since the last send, before it is serialized
         self._channel = Channel(client, "decision stream (Redis)")
         # "~": Redis trims whole nodes (cheap) once the stream is past the bound, rather than to the entry
         self._xadd: tuple[Any, ...] = ("XADD", stream, "MAXLEN", "~", max_entries, "*")
@@ -128,8 +135,10 @@ class DecisionLog:
         # Everything handed since the last send, grouped by feature list (a canary's two models: two groups), in
         # the order handed. Micro-batches of a few requests would otherwise cost an entry each.
         groups: dict[int, _Group] = {}
+        handed: list[Decision] = []
         while self._handed:
             decisions, transactions, latency_s, logged_at = self._handed.popleft()
+            handed += decisions
             latency_ms = latency_s * 1000
             for decision, txn in zip(decisions, transactions, strict=True):
                 group = groups.get(id(decision.feature_names))
@@ -139,6 +148,11 @@ class DecisionLog:
                 group.requested.append(txn)
                 group.logged_at.append(logged_at)
                 group.latency_ms.append(latency_ms)
+        if self._observe is not None and handed:
+            try:
+                self._observe(handed)
+            except Exception:  # metrics must never cost a logged decision
+                log.exception("decision log: recording the decisions' metrics failed")
         for group in groups.values():
             names_json = to_json(group.names)
             for at in range(0, len(group.decided), PER_ENTRY):
@@ -160,6 +174,11 @@ class DecisionLog:
             dropped += count
         if dropped:
             log.warning("decision log: buffer full while Redis is away; %d oldest decisions dropped", dropped)
+
+    def account(self) -> None:
+        """Serialize what was handed (and record its metrics: ``observe``) now, without sending it."""
+        with self._lock:
+            self._serialize_handed()
 
     def flush(self) -> bool:
         """Send what is waiting. False (and kept for later) when Redis does not take it."""

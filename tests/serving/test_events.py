@@ -72,6 +72,33 @@ def test_batches_handed_between_two_sends_share_entries_and_keep_their_own_laten
         client.delete(stream)
 
 
+def test_the_sender_records_the_decisions_metrics_and_a_failure_there_loses_no_decision(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    stream = "test:events:observed"
+    client.delete(stream)
+    seen: list[list[str]] = []
+
+    def observe(decisions: list[Decision]) -> None:
+        seen.append([d.txn_id for d in decisions])
+        if len(seen) == 2:
+            raise RuntimeError("a metric went wrong")
+
+    log = DecisionLog(client, stream, interval_s=3600, observe=observe)
+    try:
+        log.start()
+        log.append(*_batch(2), 0.001)
+        log.append(*_batch(1, start=2), 0.001)
+        log.account()  # what /metrics does: serialized and counted, not yet sent
+        assert seen == [["t0", "t1", "t2"]] and client.xlen(stream) == 0
+        log.append(*_batch(2, start=3), 0.001)
+        log.stop()
+        assert seen == [["t0", "t1", "t2"], ["t3", "t4"]]
+        logged = [d["txn_id"] for _, f in client.xrange(stream) for d in decisions_of(f)]
+        assert logged == [f"t{i}" for i in range(5)]
+    finally:
+        client.delete(stream)
+
+
 def test_decisions_of_two_models_in_one_batch_go_to_entries_of_their_own(redis_url: str) -> None:
     """A canary decides one batch with two models, whose vectors name different features."""
     client = redis.Redis.from_url(redis_url)
