@@ -129,14 +129,44 @@ class RealtimeAggregates:
         the pipeline with ``raise_on_error=False`` and hand those replies, in order, to ``results``. A
         ``NoScriptError`` among them means Redis lost the script: ``load()`` and send the batch again (recording
         is idempotent, so the calls that did run answer the same)."""
-        calls = [self._call(i, txn) for i, txn in enumerate(transactions)]
-        order = sorted(range(len(calls)), key=lambda i: calls[i][0])  # in time order, stable
+        try:
+            stamps, keys, args = self._columns_of(transactions)
+        except (KeyError, TypeError, ValueError):
+            stamps = keys = args = []
+        if len(stamps) != len(transactions):  # a transaction is wrong: find the first and name what
+            for position, txn in enumerate(transactions):
+                self._call(position, txn)
+            raise BadInputError("a transaction could not be recorded")  # not reached: _call names the first
+        order = sorted(range(len(stamps)), key=stamps.__getitem__)  # in time order, stable
         commands = []
         for at in range(0, len(order), PER_CALL):
-            group = [calls[i] for i in order[at : at + PER_CALL]]
-            keys = [key for _, call_keys, _ in group for key in call_keys]
-            commands.append(["EVALSHA", self._sha, len(keys), *keys, *[a for _, _, args in group for a in args]])
+            group = order[at : at + PER_CALL]
+            call_keys = [column[i] for i in group for column in keys]
+            commands.append(["EVALSHA", self._sha, len(call_keys), *call_keys, *[c[i] for i in group for c in args]])
         return PreparedBatch(commands, order, self._kinds)
+
+    def _columns_of(self, transactions: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[Any], list[Any]]:
+        """Event times, the scripts' keys and arguments as columns (a list per view key, per argument), one entry
+        per transaction: what ``_call`` builds per transaction, a column at a time (half the time for 1,000).
+        Empty when a transaction is wrong (``_call`` then says which and why); raises KeyError, TypeError or
+        ValueError for some."""
+        ids = [_text(txn[self._event_id]) for txn in transactions]
+        stamps = [_micros(txn[self._timestamp]) for txn in transactions]
+        keys = [[prefix + _text(txn[key]) for txn in transactions] for prefix, key in self._keys]
+        if not all(ids) or any(SEP in i for i in ids) or not all(all(c) for c in keys):
+            return [], [], []
+        events = []
+        for pack, numbers, texts in self._layouts:  # the event as stored (EventLayout)
+            values = [[_number(txn[c]) for txn in transactions] for c in numbers]
+            heads = [pack(0, float(at), *row) for at, *row in zip(stamps, *values, strict=True)]
+            if not texts:
+                events.append(heads)
+                continue
+            encoded = [[_text(txn[c]).encode() for txn in transactions] for c in texts]
+            if any(b"\0" in value for column in encoded for value in column):
+                return [], [], []
+            events.append([head + b"\0".join(row) + b"\0" for head, *row in zip(heads, *encoded, strict=True)])
+        return stamps, keys, [ids, stamps, *events]
 
     def reset(self) -> int:
         """Delete every key of this namespace; returns how many. For tests and demo replays."""
