@@ -41,6 +41,7 @@ from skewless.errors import BadInputError, DependencyUnavailableError
 
 SEP = "\x1f"
 PER_CALL = 64  # transactions per script call (a divisor of the scoring path's chunk, serving.scoring)
+COLUMNS_FROM = 8  # batches this large build their arguments a column at a time; smaller ones a transaction at a time
 _NAN = float("nan")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -129,14 +130,20 @@ class RealtimeAggregates:
         the pipeline with ``raise_on_error=False`` and hand those replies, in order, to ``results``. A
         ``NoScriptError`` among them means Redis lost the script: ``load()`` and send the batch again (recording
         is idempotent, so the calls that did run answer the same)."""
-        try:
-            stamps, keys, args = self._columns_of(transactions)
-        except (KeyError, TypeError, ValueError):
-            stamps = keys = args = []
-        if len(stamps) != len(transactions):  # a transaction is wrong: find the first and name what
-            for position, txn in enumerate(transactions):
-                self._call(position, txn)
-            raise BadInputError("a transaction could not be recorded")  # not reached: _call names the first
+        if len(transactions) < COLUMNS_FROM:
+            calls = [self._call(position, txn) for position, txn in enumerate(transactions)]
+            stamps = [stamp for stamp, _, _ in calls]
+            keys = [list(column) for column in zip(*[call_keys for _, call_keys, _ in calls], strict=True)]
+            args = [list(column) for column in zip(*[call_args for _, _, call_args in calls], strict=True)]
+        else:
+            try:
+                stamps, keys, args = self._columns_of(transactions)
+            except (KeyError, TypeError, ValueError):
+                stamps = keys = args = []
+            if len(stamps) != len(transactions):  # a transaction is wrong: find the first and name what
+                for position, txn in enumerate(transactions):
+                    self._call(position, txn)
+                raise BadInputError("a transaction could not be recorded")  # not reached: _call names the first
         order = sorted(range(len(stamps)), key=stamps.__getitem__)  # in time order, stable
         commands = []
         for at in range(0, len(order), PER_CALL):
