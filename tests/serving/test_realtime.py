@@ -18,6 +18,7 @@ import redis
 
 from feature_repo.windows import service_windows
 from pipeline.run import run_pipeline
+from serving import realtime as realtime_module
 from serving.realtime import PER_CALL, RealtimeAggregates
 from serving.realtime_script import EventLayout
 from skewless.errors import BadInputError, DependencyUnavailableError
@@ -144,6 +145,19 @@ def test_a_batch_over_several_script_calls_answers_as_one_at_a_time(realtime: Re
     alone = dict(zip(ordered, [realtime.record([txns[i]])[0] for i in ordered], strict=True))
     assert together == [alone[i] for i in range(len(txns))]
     assert max(t["txn_count_24h"] for t in together) > 40
+
+
+def test_a_batch_is_built_alike_a_column_or_a_transaction_at_a_time(
+    realtime: RealtimeAggregates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    txns = [Txn.at(i, (i * 7 % 20) * MIN, 2.5 * i, user=1 + i % 2, merchant=100 + i % 3).row() for i in range(20)]
+    monkeypatch.setattr(realtime_module, "COLUMNS_FROM", 10**6)
+    by_transaction = realtime.prepare(txns)
+    monkeypatch.setattr(realtime_module, "COLUMNS_FROM", 0)
+    by_column = realtime.prepare(txns)
+    assert by_column.commands == by_transaction.commands and by_column.order == by_transaction.order
+    with pytest.raises(BadInputError, match=r"transaction #3.*merchant_id"):
+        realtime.prepare([*txns[:3], {**txns[3], "merchant_id": "a\x00b"}])
 
 
 def test_an_earlier_copy_moves_the_event(realtime: RealtimeAggregates) -> None:
