@@ -5,21 +5,21 @@ The features are those of the feature service's windowed views (``feature_repo.a
 documented in ``feature_repo.aggregations`` and computed offline by ``feature_repo.stores.window_aggregates``.
 
 State: one Redis hash per view and entity value (``<namespace>:<view>:<value>``), field the event id, value the
-event time in microseconds and the values the view's features read, packed (``serving.realtime_script.
-EventLayout``; events stored as text by earlier versions are still read). One Lua script (``serving.realtime_script``),
-generated from the declaration and loaded once (``EVALSHA``; reloaded only when Redis has lost it), handles one
-transaction for every view atomically: a retry (its event id already recorded at or before its time) is answered
-as of the recorded time and adds nothing; otherwise the features are computed over the events in ``[t - W, t)``
-and the transaction is recorded. Events older than the entity's newest minus the largest window and the allowed
-lateness are deleted, so a call costs at most what one entity's window holds, and keys expire after the largest
-window plus twice the lateness without a transaction.
+event time in microseconds and the values the view's features read, packed (``serving.realtime_script.EventLayout``;
+events stored as text by earlier versions are still read). One Lua script (``serving.realtime_script``), generated
+from the declaration and loaded once (``EVALSHA``; reloaded only when Redis has lost it), handles up to
+``PER_CALL`` transactions one after the other, each for every view, atomically: a retry (its event id already
+recorded at or before its time) is answered as of the recorded time and adds nothing; otherwise the features are
+computed over the events in ``[t - W, t)`` and the transaction is recorded. Events older than the entity's newest
+minus the largest window and the allowed lateness are deleted, so a transaction costs at most what one entity's
+window holds, and keys expire after the largest window plus twice the lateness without a transaction.
 
 A batch is one pipelined round trip, its transactions in timestamp order (stable), so a batch holding several
 payments of one user is computed as if they had arrived in order. Redis runs scripts one at a time, so
 concurrent transactions of one user see each other exactly as their order of arrival says.
 
-With Redis Cluster the keys of one transaction's views live in different slots: there, run the script once per
-view (each view's state is self-contained, so per-view atomicity gives the same values).
+With Redis Cluster the keys of one call's transactions and views live in different slots: there, run the script
+once per transaction and view (each view's state is self-contained, so per-view atomicity gives the same values).
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ class RealtimeAggregates:
 
     def _columns_of(self, transactions: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[Any], list[Any]]:
         """Event times, the scripts' keys and arguments as columns (a list per view key, per argument), one entry
-        per transaction: what ``_call`` builds per transaction, a column at a time (half the time for 1,000).
+        per transaction: what ``_call`` builds per transaction, a column at a time (two thirds of the time for 1,000).
         Empty when a transaction is wrong (``_call`` then says which and why); raises KeyError, TypeError or
         ValueError for some."""
         ids = [_text(txn[self._event_id]) for txn in transactions]

@@ -22,13 +22,15 @@ from feast import FeatureStore
 from serving.model import ModelHolder, ServedModel
 from serving.online import EntityFeatures, OnlineFeatures
 from serving.pipeline_calls import Channel
-from serving.realtime import RealtimeAggregates
+from serving.realtime import PER_CALL, RealtimeAggregates
 from skewless.errors import DependencyUnavailableError
 from skewless.store import feature_service
 from training.evaluate import decide
 
 # Batches larger than this are decided a chunk at a time while Redis computes the next chunk's real-time features.
 PIPELINE_CHUNK = 256  # a multiple of realtime.PER_CALL: a chunk's transactions are whole script calls
+if PIPELINE_CHUNK % PER_CALL:
+    raise RuntimeError(f"PIPELINE_CHUNK {PIPELINE_CHUNK} must be a multiple of the real-time PER_CALL {PER_CALL}")
 # A reason must lower the score by more than this: below it, the difference is rounding between two predictions.
 REASON_MIN_DROP = 1e-9
 
