@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -13,6 +14,17 @@ from serving.scoring import Decision
 from tests.serving.conftest import RedisProcess, _free_port
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def stream(redis_url: str, request: pytest.FixtureRequest) -> Iterator[tuple[redis.Redis, str]]:
+    """A client and a stream of the test's own, empty before and deleted after."""
+    client = redis.Redis.from_url(redis_url)
+    name = f"test:events:{request.node.name}"
+    client.delete(name)
+    yield client, name
+    client.delete(name)
+    client.close()
 
 
 NAMES = ["amount"]  # the model's feature list, one object, which all its decisions share
@@ -32,50 +44,42 @@ def _batch(n: int, start: int = 0) -> tuple[list[Decision], list[dict]]:
     return decisions, transactions
 
 
-def test_a_batch_is_logged_in_entries_of_at_most_per_entry_decisions(redis_url: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    stream = "test:events:entries"
-    client.delete(stream)
-    try:
-        log = DecisionLog(client, stream)
-        log.append(*_batch(2 * PER_ENTRY + 5), 0.004)
-        entries = client.xrange(stream)
-        assert [len(decisions_of(fields)) for _, fields in entries] == [PER_ENTRY, PER_ENTRY, 5]
-        logged = [d for _, fields in entries for d in decisions_of(fields)]
-        assert [d["txn_id"] for d in logged] == [f"t{i}" for i in range(2 * PER_ENTRY + 5)]
-        first = logged[0]
-        assert first["latency_ms"] == pytest.approx(4.0) and first["event_timestamp"] == "2026-10-01T12:00:00Z"
-        assert first["features"] == {"amount": 0.0} and "feature_ages" not in first
-        assert (first["user_id"], first["country"], first["model_version"]) == (0, "DE", 3)
-        assert entries[0][1][b"features"] == b'["amount"]', "the vectors' names, once per entry"
-    finally:
-        client.delete(stream)
+def test_a_batch_is_logged_in_entries_of_at_most_per_entry_decisions(stream: tuple[redis.Redis, str]) -> None:
+    client, stream = stream
+    log = DecisionLog(client, stream)
+    log.append(*_batch(2 * PER_ENTRY + 5), 0.004)
+    entries = client.xrange(stream)
+    assert [len(decisions_of(fields)) for _, fields in entries] == [PER_ENTRY, PER_ENTRY, 5]
+    logged = [d for _, fields in entries for d in decisions_of(fields)]
+    assert [d["txn_id"] for d in logged] == [f"t{i}" for i in range(2 * PER_ENTRY + 5)]
+    first = logged[0]
+    assert first["latency_ms"] == pytest.approx(4.0) and first["event_timestamp"] == "2026-10-01T12:00:00Z"
+    assert first["features"] == {"amount": 0.0} and "feature_ages" not in first
+    assert (first["user_id"], first["country"], first["model_version"]) == (0, "DE", 3)
+    assert entries[0][1][b"features"] == b'["amount"]', "the vectors' names, once per entry"
 
 
-def test_batches_handed_between_two_sends_share_entries_and_keep_their_own_latency(redis_url: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    stream = "test:events:gathered"
-    client.delete(stream)
+def test_batches_handed_between_two_sends_share_entries_and_keep_their_own_latency(
+    stream: tuple[redis.Redis, str],
+) -> None:
+    client, stream = stream
     log = DecisionLog(client, stream, interval_s=3600)  # the sender sends only when stopped
-    try:
-        log.start()
-        for k, size in enumerate((3, 1, PER_ENTRY)):
-            log.append(*_batch(size, start=10 * k), 0.001 * (k + 1))
-        log.stop()
-        entries = [decisions_of(fields) for _, fields in client.xrange(stream)]
-        assert [len(entry) for entry in entries] == [PER_ENTRY, 4]  # not one entry per batch handed
-        logged = [d for entry in entries for d in entry]
-        assert [d["txn_id"] for d in logged[:5]] == ["t0", "t1", "t2", "t10", "t20"]
-        assert [d["latency_ms"] for d in logged[:5]] == pytest.approx([1.0, 1.0, 1.0, 2.0, 3.0])
-        assert all(d["logged_at"] for d in logged) and logged[-1]["latency_ms"] == pytest.approx(3.0)
-    finally:
-        client.delete(stream)
+    log.start()
+    for k, size in enumerate((3, 1, PER_ENTRY)):
+        log.append(*_batch(size, start=10 * k), 0.001 * (k + 1))
+    log.stop()
+    entries = [decisions_of(fields) for _, fields in client.xrange(stream)]
+    assert [len(entry) for entry in entries] == [PER_ENTRY, 4]  # not one entry per batch handed
+    logged = [d for entry in entries for d in entry]
+    assert [d["txn_id"] for d in logged[:5]] == ["t0", "t1", "t2", "t10", "t20"]
+    assert [d["latency_ms"] for d in logged[:5]] == pytest.approx([1.0, 1.0, 1.0, 2.0, 3.0])
+    assert all(d["logged_at"] for d in logged) and logged[-1]["latency_ms"] == pytest.approx(3.0)
 
 
-def test_the_sender_records_the_decisions_metrics_and_a_failure_there_loses_no_decision(redis_url: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    stream = "test:events:observed"
-    client.delete(stream)
+def test_the_sender_records_the_decisions_metrics_and_a_failure_there_loses_no_decision(
+    stream: tuple[redis.Redis, str],
+) -> None:
+    client, stream = stream
     seen: list[list[str]] = []
 
     def observe(decisions: list[Decision]) -> None:
@@ -84,41 +88,33 @@ def test_the_sender_records_the_decisions_metrics_and_a_failure_there_loses_no_d
             raise RuntimeError("a metric went wrong")
 
     log = DecisionLog(client, stream, interval_s=3600, observe=observe)
-    try:
-        log.start()
-        log.append(*_batch(2), 0.001)
-        log.append(*_batch(1, start=2), 0.001)
-        log.account()  # what /metrics does: serialized and counted, not yet sent
-        assert seen == [["t0", "t1", "t2"]] and client.xlen(stream) == 0
-        log.append(*_batch(2, start=3), 0.001)
-        log.stop()
-        assert seen == [["t0", "t1", "t2"], ["t3", "t4"]]
-        logged = [d["txn_id"] for _, f in client.xrange(stream) for d in decisions_of(f)]
-        assert logged == [f"t{i}" for i in range(5)]
-    finally:
-        client.delete(stream)
+    log.start()
+    log.append(*_batch(2), 0.001)
+    log.append(*_batch(1, start=2), 0.001)
+    log.account()  # what /metrics does: serialized and counted, not yet sent
+    assert seen == [["t0", "t1", "t2"]] and client.xlen(stream) == 0
+    log.append(*_batch(2, start=3), 0.001)
+    log.stop()
+    assert seen == [["t0", "t1", "t2"], ["t3", "t4"]]
+    logged = [d["txn_id"] for _, f in client.xrange(stream) for d in decisions_of(f)]
+    assert logged == [f"t{i}" for i in range(5)]
 
 
-def test_decisions_of_two_models_in_one_batch_go_to_entries_of_their_own(redis_url: str) -> None:
+def test_decisions_of_two_models_in_one_batch_go_to_entries_of_their_own(stream: tuple[redis.Redis, str]) -> None:
     """A canary decides one batch with two models, whose vectors name different features."""
-    client = redis.Redis.from_url(redis_url)
-    stream = "test:events:two-models"
-    client.delete(stream)
-    try:
-        decisions, transactions = _batch(6)
-        decisions[0].vector = (float("nan"),)  # a missing on-demand value, as numpy gives it: null, as None is
-        challenger = ["amount", "age"]
-        for d in decisions[1::2]:
-            d.model_version, d.feature_names, d.vector = 4, challenger, (d.vector[0], None)
-        DecisionLog(client, stream).append(decisions, transactions, 0.001)
-        entries = [decisions_of(fields) for _, fields in client.xrange(stream)]
-        assert [[d["txn_id"] for d in entry] for entry in entries] == [["t0", "t2", "t4"], ["t1", "t3", "t5"]]
-        assert entries[0][0]["features"] == {"amount": None}
-        assert entries[1][0]["features"] == {"amount": 1.0, "age": None} and entries[1][0]["model_version"] == 4
-        assert entries[0][2]["features"] == {"amount": 4.0}
-        assert b"NaN" not in client.xrange(stream)[0][1][b"columns"]
-    finally:
-        client.delete(stream)
+    client, stream = stream
+    decisions, transactions = _batch(6)
+    decisions[0].vector = (float("nan"),)  # a missing on-demand value, as numpy gives it: null, as None is
+    challenger = ["amount", "age"]
+    for d in decisions[1::2]:
+        d.model_version, d.feature_names, d.vector = 4, challenger, (d.vector[0], None)
+    DecisionLog(client, stream).append(decisions, transactions, 0.001)
+    entries = [decisions_of(fields) for _, fields in client.xrange(stream)]
+    assert [[d["txn_id"] for d in entry] for entry in entries] == [["t0", "t2", "t4"], ["t1", "t3", "t5"]]
+    assert entries[0][0]["features"] == {"amount": None}
+    assert entries[1][0]["features"] == {"amount": 1.0, "age": None} and entries[1][0]["model_version"] == 4
+    assert entries[0][2]["features"] == {"amount": 4.0}
+    assert b"NaN" not in client.xrange(stream)[0][1][b"columns"]
 
 
 def test_decisions_wait_while_redis_is_away_and_the_oldest_go_past_the_bound(
