@@ -29,6 +29,7 @@ from redis.connection import AbstractConnection
 from skewless.errors import DependencyUnavailableError
 
 T = TypeVar("T")
+Command = Sequence[Any] | bytes  # a command's arguments, or the command already in Redis's protocol (``resp``)
 
 SEND_SLICE = 128  # commands packed and written at a time
 
@@ -52,13 +53,13 @@ class Channel:
             self._local.conn = conn
         return conn
 
-    def send(self, commands: Sequence[Sequence[Any]], load: Callable[[], None] | None = None) -> list[Any]:
+    def send(self, commands: Sequence[Command], load: Callable[[], None] | None = None) -> list[Any]:
         """The replies to ``commands``, in order; a command's error is its reply (callers check their own).
         ``load`` puts the scripts back when Redis has forgotten them."""
         return self.exchange(commands, list, load)
 
     def exchange(
-        self, commands: Sequence[Sequence[Any]], use: Callable[[Iterator[Any]], T], load: Callable[[], None] | None
+        self, commands: Sequence[Command], use: Callable[[Iterator[Any]], T], load: Callable[[], None] | None
     ) -> T:
         """``use(replies)``, where ``replies`` yields the replies in order, each read from the socket when it is
         asked for: ``use`` works on the first ones while Redis is still running the rest. When a script was
@@ -73,7 +74,7 @@ class Channel:
 
     async def exchange_async(
         self,
-        commands: Sequence[Sequence[Any]],
+        commands: Sequence[Command],
         use: Callable[[Iterator[Any]], T],
         load: Callable[[], None] | None,
         spin_s: float = 0.0,
@@ -98,7 +99,7 @@ class Channel:
                 raise
 
     def _rounds(
-        self, commands: Sequence[Sequence[Any]], use: Callable[[Iterator[Any]], T], load: Callable[[], None] | None
+        self, commands: Sequence[Command], use: Callable[[Iterator[Any]], T], load: Callable[[], None] | None
     ) -> Generator[AbstractConnection, None, T]:
         """One exchange as a generator: it yields the connection after each write (the caller may wait for it to
         be readable) and returns ``use``'s result."""
@@ -109,7 +110,7 @@ class Channel:
                 # The health check PINGs only a connection idle longer than the client's health_check_interval.
                 # Many commands go in slices: Redis runs the first while the rest are packed.
                 for at in range(0, len(commands), SEND_SLICE):
-                    replies.conn.send_packed_command(replies.conn.pack_commands(commands[at : at + SEND_SLICE]))
+                    replies.conn.send_packed_command(_packed(replies.conn, commands[at : at + SEND_SLICE]))
                 try:
                     yield replies.conn
                 except GeneratorExit:
@@ -135,6 +136,31 @@ class Channel:
                 raise DependencyUnavailableError(f"{self._what} keeps refusing its scripts after loading them")
             load()
             reloaded = True
+
+
+def resp(*args: bytes) -> bytes:
+    """Arguments of a command in Redis's protocol (RESP), for a caller that builds a command's bytes itself: a part
+    that never changes (a long list of hash fields, say) is encoded once, and a command costs a concatenation."""
+    return b"".join([b"$%d\r\n%b\r\n" % (len(arg), arg) for arg in args])
+
+
+def command_head(count: int) -> bytes:
+    """The start of a RESP command of ``count`` arguments, the command's name included; its arguments follow."""
+    return b"*%d\r\n" % count
+
+
+def _packed(conn: AbstractConnection, commands: Sequence[Command]) -> list[bytes]:
+    """``commands`` in Redis's protocol. A command given as ``bytes`` is already encoded (``resp``) and goes as it
+    is; the others are packed by redis-py (hiredis)."""
+    if not any(command.__class__ is bytes for command in commands):
+        return conn.pack_commands(commands)  # type: ignore[arg-type]
+    out: list[bytes] = []
+    for command in commands:
+        if command.__class__ is bytes:
+            out.append(command)  # type: ignore[arg-type]
+        else:
+            out.extend(conn.pack_command(*command))
+    return [b"".join(out)]
 
 
 def _answered_within(conn: AbstractConnection, seconds: float) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from serving.pipeline_calls import Channel, _answered_within
+from serving.pipeline_calls import Channel, _answered_within, command_head, resp
 from skewless.errors import DependencyUnavailableError
 from tests.serving.conftest import RedisProcess, _free_port
 
@@ -42,6 +42,21 @@ def test_replies_in_order_with_errors_as_replies(server: RedisProcess) -> None:
     assert replies[0] is True or replies[0] == b"OK"
     assert isinstance(replies[1], redis.ResponseError) and "not an integer" in str(replies[1])
     assert replies[2:] == [b"1", None]
+
+
+def test_commands_already_in_redis_protocol_go_as_they_are_among_the_others(server: RedisProcess) -> None:
+    channel = Channel(_client(server), "test store")
+    big = b"x" * 70_000  # over hiredis's and redis-py's buffer sizes
+    replies = channel.send(
+        [
+            command_head(3) + resp(b"SET", b"k", b"v\r\n"),
+            ("GET", "k"),
+            command_head(2) + resp(b"ECHO", big),
+            ("ECHO", "after"),
+        ]
+    )
+    assert replies[0] is True or replies[0] == b"OK"
+    assert replies[1:] == [b"v\r\n", big, b"after"]
 
 
 def test_a_partly_read_or_failed_use_leaves_the_connection_in_step(server: RedisProcess) -> None:
