@@ -20,7 +20,7 @@ import asyncio
 import select
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, TypeVar
 
 import redis
@@ -29,13 +29,17 @@ from redis.connection import AbstractConnection
 from skewless.errors import DependencyUnavailableError
 
 T = TypeVar("T")
-Command = Sequence[Any] | bytes  # a command's arguments, or the command already in Redis's protocol (``resp``)
+# A command: its arguments (any iterable: ``_send`` iterates it when its turn comes), or the command already in
+# Redis's protocol (``resp``).
+Command = Iterable[Any] | bytes
 
-SEND_SLICE = 128  # commands packed and written at a time
+# Written as soon as this much is packed: Redis starts on a large batch's first commands (a script call of 64
+# transactions is ~12 KB) while the rest are built and packed; a micro-batch's commands go in one write.
+SEND_BYTES = 8 * 1024
 
 
 class Channel:
-    """Round trips to Redis, each one pipelined write of many commands (``SEND_SLICE`` at a time). ``what`` names
+    """Round trips to Redis, each one pipelined write of many commands (``SEND_BYTES`` at a time). ``what`` names
     the store in the errors. Safe to share between threads: each thread gets its own connection."""
 
     def __init__(self, client: redis.Redis, what: str) -> None:
@@ -58,9 +62,7 @@ class Channel:
         ``load`` puts the scripts back when Redis has forgotten them."""
         return self.exchange(commands, list, load)
 
-    def exchange(
-        self, commands: Sequence[Command], use: Callable[[Iterator[Any]], T], load: Callable[[], None] | None
-    ) -> T:
+    def exchange(self, commands: Sequence[Command], use: Callable[[Replies], T], load: Callable[[], None] | None) -> T:
         """``use(replies)``, where ``replies`` yields the replies in order, each read from the socket when it is
         asked for: ``use`` works on the first ones while Redis is still running the rest. When a script was
         missing (a ``NoScriptError`` reply, or ``use`` raising it), ``load`` puts the scripts back, the commands
@@ -75,7 +77,7 @@ class Channel:
     async def exchange_async(
         self,
         commands: Sequence[Command],
-        use: Callable[[Iterator[Any]], T],
+        use: Callable[[Replies], T],
         load: Callable[[], None] | None,
         spin_s: float = 0.0,
     ) -> T:
@@ -99,18 +101,15 @@ class Channel:
                 raise
 
     def _rounds(
-        self, commands: Sequence[Command], use: Callable[[Iterator[Any]], T], load: Callable[[], None] | None
+        self, commands: Sequence[Command], use: Callable[[Replies], T], load: Callable[[], None] | None
     ) -> Generator[AbstractConnection, None, T]:
         """One exchange as a generator: it yields the connection after each write (the caller may wait for it to
         be readable) and returns ``use``'s result."""
         reloaded = reconnected = False
         while True:
-            replies = _Replies(self._connection(), len(commands))
+            replies = Replies(self._connection(), len(commands))
             try:
-                # The health check PINGs only a connection idle longer than the client's health_check_interval.
-                # Many commands go in slices: Redis runs the first while the rest are packed.
-                for at in range(0, len(commands), SEND_SLICE):
-                    replies.conn.send_packed_command(_packed(replies.conn, commands[at : at + SEND_SLICE]))
+                _send(replies.conn, commands)
                 try:
                     yield replies.conn
                 except GeneratorExit:
@@ -149,18 +148,29 @@ def command_head(count: int) -> bytes:
     return b"*%d\r\n" % count
 
 
-def _packed(conn: AbstractConnection, commands: Sequence[Command]) -> list[bytes]:
-    """``commands`` in Redis's protocol. A command given as ``bytes`` is already encoded (``resp``) and goes as it
-    is; the others are packed by redis-py (hiredis)."""
-    if not any(command.__class__ is bytes for command in commands):
-        return conn.pack_commands(commands)  # type: ignore[arg-type]
+def _send(conn: AbstractConnection, commands: Sequence[Command]) -> None:
+    """Pack ``commands`` and write them, ``SEND_BYTES`` or so at a time. A ``bytes`` command is already in Redis's
+    protocol (``resp``) and goes as it is; the others are packed by redis-py (hiredis), each when its turn comes,
+    so a command whose arguments are built as it is iterated is built only once those before it are on their way.
+
+    The health check (a PING, for a connection idle longer than the client's ``health_check_interval``) may run
+    before the first write only: one between two writes would read a reply to the commands already sent."""
     out: list[bytes] = []
+    size = 0
+    first = True
     for command in commands:
         if command.__class__ is bytes:
             out.append(command)  # type: ignore[arg-type]
+            size += len(command)
         else:
-            out.extend(conn.pack_command(*command))
-    return [b"".join(out)]
+            for chunk in conn.pack_command(*command):
+                out.append(chunk)
+                size += len(chunk)
+        if size >= SEND_BYTES:
+            conn.send_packed_command([b"".join(out)], check_health=first)
+            out, size, first = [], 0, False
+    if out:
+        conn.send_packed_command([b"".join(out)], check_health=first)
 
 
 def _answered_within(conn: AbstractConnection, seconds: float) -> bool:
@@ -203,8 +213,9 @@ async def _readable(conn: AbstractConnection) -> None:
         timer.cancel()
 
 
-class _Replies:
-    """The replies to one write, read from the socket as they are asked for; errors are replies."""
+class Replies:
+    """The replies to one exchange, read from the socket as they are asked for; errors are replies. ``ready``
+    says whether the next one is there already."""
 
     def __init__(self, conn: AbstractConnection, count: int) -> None:
         self.conn = conn
@@ -213,7 +224,7 @@ class _Replies:
         self.lost_script = False
         self.broken = False
 
-    def __iter__(self) -> _Replies:
+    def __iter__(self) -> Replies:
         return self
 
     def __next__(self) -> Any:
@@ -230,6 +241,16 @@ class _Replies:
         self.left -= 1
         self.read += 1
         return reply
+
+    def ready(self) -> bool:
+        """Whether a reply is left and has come (or begun to): reading it now would not wait for Redis."""
+        if self.left == 0 or self.broken:
+            return False
+        try:
+            return bool(self.conn.can_read(timeout=0))
+        except redis.RedisError:
+            self.broken = True  # redis-py has closed the connection
+            raise
 
     def drain(self) -> None:
         for _ in self:

@@ -27,8 +27,10 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -135,45 +137,44 @@ class RealtimeAggregates:
             stamps = [stamp for stamp, _, _ in calls]
             keys = [list(column) for column in zip(*[call_keys for _, call_keys, _ in calls], strict=True)]
             args = [list(column) for column in zip(*[call_args for _, _, call_args in calls], strict=True)]
-        else:
-            try:
-                stamps, keys, args = self._columns_of(transactions)
-            except (KeyError, TypeError, ValueError):
-                stamps = keys = args = []
-            if len(stamps) != len(transactions):  # a transaction is wrong: find the first and name what
-                for position, txn in enumerate(transactions):
-                    self._call(position, txn)
-                raise BadInputError("a transaction could not be recorded")  # not reached: _call names the first
-        order = sorted(range(len(stamps)), key=stamps.__getitem__)  # in time order, stable
-        commands = []
-        for at in range(0, len(order), PER_CALL):
-            group = order[at : at + PER_CALL]
-            call_keys = [column[i] for i in group for column in keys]
-            commands.append(["EVALSHA", self._sha, len(call_keys), *call_keys, *[c[i] for i in group for c in args]])
+            order = sorted(range(len(stamps)), key=stamps.__getitem__)  # in time order, stable
+            commands: list[Any] = []
+            for at in range(0, len(order), PER_CALL):
+                group = order[at : at + PER_CALL]
+                call_keys = [column[i] for i in group for column in keys]
+                call_args = [c[i] for i in group for c in args]
+                commands.append(["EVALSHA", self._sha, len(call_keys), *call_keys, *call_args])
+            return PreparedBatch(commands, order, self._kinds)
+        try:
+            columns = self._columns_of(transactions)
+        except (KeyError, TypeError, ValueError):
+            columns = None
+        if columns is None:  # a transaction is wrong: find the first and name what
+            for position, txn in enumerate(transactions):
+                self._call(position, txn)
+            raise BadInputError("a transaction could not be recorded")  # not reached: _call names the first
+        order = sorted(range(len(transactions)), key=columns.stamps.__getitem__)
+        # Built when sent (``_LazyCall``): the first calls are on their way to Redis while the rest are built.
+        commands = [_LazyCall(self._sha, columns, order[at : at + PER_CALL]) for at in range(0, len(order), PER_CALL)]
         return PreparedBatch(commands, order, self._kinds)
 
-    def _columns_of(self, transactions: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[Any], list[Any]]:
-        """Event times, the scripts' keys and arguments as columns (a list per view key, per argument), one entry
-        per transaction: what ``_call`` builds per transaction, a column at a time (two thirds of the time for 1,000).
-        Empty when a transaction is wrong (``_call`` then says which and why); raises KeyError, TypeError or
-        ValueError for some."""
+    def _columns_of(self, transactions: Sequence[Mapping[str, Any]]) -> _Columns | None:
+        """What ``_call`` checks and reads per transaction, a column at a time (two thirds of the time for 1,000):
+        None when a transaction is wrong (``_call`` then says which and why); raises KeyError, TypeError or
+        ValueError for some. The events are packed later, a call at a time (``_Columns.call``)."""
         ids = [_text(txn[self._event_id]) for txn in transactions]
         stamps = [_micros(txn[self._timestamp]) for txn in transactions]
         keys = [[prefix + _text(txn[key]) for txn in transactions] for prefix, key in self._keys]
         if not all(ids) or any(SEP in i for i in ids) or not all(all(c) for c in keys):
-            return [], [], []
+            return None
         events = []
         for pack, numbers, texts in self._layouts:  # the event as stored (EventLayout)
             values = [[_number(txn[c]) for txn in transactions] for c in numbers]
-            heads = [pack(0, float(at), *row) for at, *row in zip(stamps, *values, strict=True)]
-            if not texts:
-                events.append(heads)
-                continue
             encoded = [[_text(txn[c]).encode() for txn in transactions] for c in texts]
             if any(b"\0" in value for column in encoded for value in column):
-                return [], [], []
-            events.append([head + b"\0".join(row) + b"\0" for head, *row in zip(heads, *encoded, strict=True)])
-        return stamps, keys, [ids, stamps, *events]
+                return None
+            events.append((pack, values, encoded))
+        return _Columns(ids, stamps, keys, events)
 
     def reset(self) -> int:
         """Delete every key of this namespace; returns how many. For tests and demo replays."""
@@ -220,11 +221,54 @@ class RealtimeAggregates:
         return ts, keys, args
 
 
+@dataclass(frozen=True)
+class _Columns:
+    """A batch's script inputs, checked, as columns (one entry per transaction): event ids, times (µs), the views'
+    keys, and per view its event's numbers and encoded texts, with the ``pack`` of the event's head."""
+
+    ids: list[str]
+    stamps: list[int]
+    keys: list[list[str]]
+    events: list[tuple[Callable[..., bytes], list[list[float]], list[list[bytes]]]]
+
+    def call(self, sha: str, group: list[int]) -> list[Any]:
+        """The script call of the transactions at ``group`` (positions), as ``_call`` builds it per transaction:
+        their keys, then per transaction its id, time and events."""
+        take: Callable[[list[Any]], Sequence[Any]] = itemgetter(*group) if len(group) > 1 else _single(group[0])
+        stamps = take(self.stamps)
+        args = [take(self.ids), stamps]
+        for pack, numbers, texts in self.events:
+            heads = [pack(0, float(at), *row) for at, *row in zip(stamps, *map(take, numbers), strict=True)]
+            if texts:
+                heads = [head + b"\0".join(row) + b"\0" for head, *row in zip(heads, *map(take, texts), strict=True)]
+            args.append(heads)
+        keys = [key for row in zip(*map(take, self.keys), strict=True) for key in row]
+        return ["EVALSHA", sha, len(keys), *keys, *[arg for row in zip(*args, strict=True) for arg in row]]
+
+
+def _single(position: int) -> Callable[[list[Any]], tuple[Any]]:
+    return lambda column: (column[position],)  # itemgetter of one position gives the value, not a tuple
+
+
+class _LazyCall:
+    """A script call whose arguments are built each time it is iterated (packed: ``pipeline_calls._send``)."""
+
+    __slots__ = ("_columns", "_group", "_sha")
+
+    def __init__(self, sha: str, columns: _Columns, group: list[int]) -> None:
+        self._sha = sha
+        self._columns = columns
+        self._group = group
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._columns.call(self._sha, self._group))
+
+
 class PreparedBatch:
     """Script calls of one batch (``PER_CALL`` transactions each, in time order), and how to turn their replies
     back into features."""
 
-    def __init__(self, commands: list[list[Any]], order: list[int], kinds: list[tuple[str, bool]]) -> None:
+    def __init__(self, commands: list[Iterable[Any]], order: list[int], kinds: list[tuple[str, bool]]) -> None:
         self.commands = commands
         self._order = order
         self._kinds = kinds  # (feature, whether it is an integer), in the replies' order
@@ -234,11 +278,6 @@ class PreparedBatch:
         """Positions (in the order given) of the transactions whose calls ``commands`` holds, in that order."""
         return self._order
 
-    @staticmethod
-    def calls(transactions: int) -> int:
-        """How many of ``commands`` hold the next ``transactions`` (a multiple of ``PER_CALL``, or the rest)."""
-        return -(-transactions // PER_CALL)
-
     def results(self, replies: Iterable[Any]) -> list[dict[str, Any]]:
         """Features per transaction, in the order the transactions were given: ``columns_as_given``, a dict each."""
         columns = self.columns_as_given(replies)
@@ -246,7 +285,7 @@ class PreparedBatch:
         return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
     def columns(self, replies: Iterable[Any]) -> dict[str, list[Any]]:
-        """Replies to calls of ``commands`` (all of them, or the next ones: ``calls``) as feature columns, in time
+        """Replies to calls of ``commands`` (all of them, or the next ones) as feature columns, in time
         order (``order`` says whose). Each reply is its transactions' features as packed doubles
         (``serving.realtime_script``): the replies are one array, cut into columns (counts as ints)."""
         replied = list(replies)

@@ -8,7 +8,7 @@ which calls ``feature_repo.transformations``), so the service and training run o
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -21,13 +21,14 @@ from feast import FeatureStore
 
 from serving.model import ModelHolder, ServedModel
 from serving.online import EntityFeatures, OnlineFeatures
-from serving.pipeline_calls import Channel
+from serving.pipeline_calls import Channel, Replies
 from serving.realtime import PER_CALL, RealtimeAggregates
 from skewless.errors import DependencyUnavailableError
 from skewless.store import feature_service
 from training.evaluate import decide
 
-# Batches larger than this are decided a chunk at a time while Redis computes the next chunk's real-time features.
+# Batches larger than this are decided as Redis answers their real-time calls, at most this many transactions at a
+# time, while Redis computes the next calls' features.
 PIPELINE_CHUNK = 256  # a multiple of realtime.PER_CALL: a chunk's transactions are whole script calls
 if PIPELINE_CHUNK % PER_CALL:
     raise RuntimeError(f"PIPELINE_CHUNK {PIPELINE_CHUNK} must be a multiple of the real-time PER_CALL {PER_CALL}")
@@ -136,13 +137,13 @@ class Scorer:
 
     def _feature_read(
         self, transactions: list[dict[str, Any]], model: ServedModel
-    ) -> tuple[list[Any], Callable[[Iterator[Any]], tuple[Columns, list[EntityFeatures]]], Callable[[], None]]:
+    ) -> tuple[list[Any], Callable[[Replies], tuple[Columns, list[EntityFeatures]]], Callable[[], None]]:
         """The commands of a feature read, what turns their replies into features, and what reloads the scripts."""
         parts = self._service_parts(model.feature_service)
         read = parts.online.prepare(transactions)
         record = parts.realtime.prepare(transactions) if parts.realtime.views else None
 
-        def use(replies: Iterator[Any]) -> tuple[Columns, list[EntityFeatures]]:
+        def use(replies: Replies) -> tuple[Columns, list[EntityFeatures]]:
             # The reads come first and are decoded while Redis is still running the real-time scripts.
             stored = read.results(list(islice(replies, len(read.commands))), datetime.now(UTC))
             windowed = record.columns_as_given(replies) if record else {}
@@ -172,20 +173,29 @@ class Scorer:
         ordered = [transactions[i] for i in record.order]  # stored features read in time order too: chunks slice
         read = parts.online.prepare(ordered)
 
-        def use(replies: Iterator[Any]) -> tuple[list[Decision], float]:
+        def use(replies: Replies) -> tuple[list[Decision], float]:
             stored = read.results(list(islice(replies, len(read.commands))), datetime.now(UTC))
             out: list[Any] = [None] * len(transactions)
             seconds = 0.0
-            for at in range(0, len(ordered), PIPELINE_CHUNK):
-                end = at + PIPELINE_CHUNK
+            at = 0
+            while at < len(ordered):
+                # What Redis has answered so far, at least one call and at most a chunk: while the model keeps up
+                # with Redis, it works on one call at a time, so the last one is decided soon after it comes.
+                calls = [next(replies)]
+                while len(calls) < PIPELINE_CHUNK // PER_CALL and at + len(calls) * PER_CALL < len(ordered):
+                    if not replies.ready():
+                        break
+                    calls.append(next(replies))
+                end = min(at + len(calls) * PER_CALL, len(ordered))
                 rows, chunk_stored = ordered[at:end], stored.rows[at:end]
-                windowed = record.columns(islice(replies, record.calls(len(rows))))
+                windowed = record.columns(calls)
                 columns = self._columns(parts, rows, {n: v[at:end] for n, v in stored.columns.items()}, windowed)
                 started = time.perf_counter()
                 decisions = self.decisions(rows, columns, chunk_stored, model)
                 for i, decision in zip(record.order[at:end], decisions, strict=True):
                     out[i] = decision
                 seconds += time.perf_counter() - started
+                at = end
             return out, seconds
 
         return self._channel.exchange(read.commands + record.commands, use, self._load(parts))

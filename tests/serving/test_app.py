@@ -282,15 +282,24 @@ def test_reasons_are_the_features_whose_median_lowers_the_score_most(
         assert decision.reasons == expected
 
 
+@pytest.mark.parametrize("answered", [None, False, True], ids=["as-answered", "one-call-each", "whole-chunks"])
 def test_a_large_batch_decided_as_replies_arrive_equals_the_whole_batch_at_once(
-    client: TestClient, served_repo: ServedRepo
+    client: TestClient, served_repo: ServedRepo, monkeypatch: pytest.MonkeyPatch, answered: bool | None
 ) -> None:
-    """Past PIPELINE_CHUNK transactions the scorer decides a chunk (in time order) while Redis computes the next;
-    the decisions are the ones of the whole batch at once (the second pass is a retry: same windowed values)."""
+    """Past PIPELINE_CHUNK transactions the scorer decides what Redis has answered (in time order) while Redis
+    computes the rest: one script call's transactions when the next reply is not there yet, up to a chunk when it
+    is. The decisions are the ones of the whole batch at once (the second pass is a retry: same windowed values)."""
+    from serving.pipeline_calls import Replies
+    from serving.realtime import PER_CALL
     from serving.scoring import PIPELINE_CHUNK
 
     service = client.app.state.service  # type: ignore[attr-defined]
     scorer, model = service.scorer, service.models.current
+    if answered is not None:  # as if Redis were always behind the model, or always ahead of it
+        monkeypatch.setattr(Replies, "ready", lambda self: answered and self.left > 0)
+    chunks: list[int] = []
+    decide = scorer.decisions
+    monkeypatch.setattr(scorer, "decisions", lambda rows, *rest: chunks.append(len(rows)) or decide(rows, *rest))
     base = _latest_transactions(served_repo, 150)
     start = pd.Timestamp(datetime.now(UTC)) - pd.Timedelta(minutes=30)
     rows = [
@@ -300,7 +309,12 @@ def test_a_large_batch_decided_as_replies_arrive_equals_the_whole_batch_at_once(
     ]  # 600 payments, four per user, out of time order
     assert len(rows) > 2 * PIPELINE_CHUNK
     pipelined, seconds = scorer.score_timed(rows, model)
-    assert seconds > 0
+    assert seconds > 0 and sum(chunks) == len(rows) and max(chunks) <= PIPELINE_CHUNK
+    if answered is False:
+        assert chunks == [PER_CALL] * (len(rows) // PER_CALL) + [len(rows) % PER_CALL]
+    if answered:
+        assert chunks == [PIPELINE_CHUNK] * (len(rows) // PIPELINE_CHUNK) + [len(rows) % PIPELINE_CHUNK]
+    chunks.clear()
     columns, stored = scorer.features(rows, model)
     at_once = scorer.decisions(rows, columns, stored, model)
     assert [d.txn_id for d in pipelined] == [r["txn_id"] for r in rows]
