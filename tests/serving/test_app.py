@@ -155,8 +155,9 @@ def test_errors_read_as_fastapis_and_oversized_bodies_are_refused(client: TestCl
     (error,) = reply.json()["detail"]
     assert reply.status_code == 422 and error["loc"] == ["body", "amount"] and error["type"] == "greater_than_equal"
     future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
-    reply = client.post("/score/batch", json={"transactions": [{**txn, "timestamp": future}]})
-    assert reply.status_code == 422 and reply.json()["detail"][0]["loc"] == ["body", "transactions", 0, "timestamp"]
+    batch = [txn, txn, {**txn, "timestamp": future}, txn]
+    reply = client.post("/score/batch", json={"transactions": batch})
+    assert reply.status_code == 422 and reply.json()["detail"][0]["loc"] == ["body", "transactions", 2, "timestamp"]
     reply = client.post("/score", json={**txn, "padding": "x" * 70_000})
     assert reply.status_code == 413 and "bytes" in reply.json()["detail"]
     assert client.get("/score").status_code == 405  # other methods go on to FastAPI
