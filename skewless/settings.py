@@ -74,6 +74,13 @@ class Settings(BaseSettings):
         description="Python's thread switch interval in the service (default 5 ms): how long the request loop can "
         "wait for the GIL while the decision-log or model-poller thread holds it.",
     )
+    gc_young_threshold: int = Field(
+        default=100_000,
+        ge=1,
+        description="Python's collection threshold for new objects in the service (Python's default: 700): how "
+        "many more objects may be made than freed before the youngest generation is collected. Objects that only "
+        "reference cycles keep alive wait longer to be freed; the others are freed at once, as always.",
+    )
     native_trees: bool = Field(
         default=True,
         description="Compile tree models to a shared library (TL2cgen + gcc) after loading; off: Treelite's GTIL.",

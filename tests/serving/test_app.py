@@ -236,6 +236,17 @@ def test_redis_outage_gives_503_and_recovers_by_itself(served_repo: ServedRepo) 
         assert c.post("/score", json=txn).status_code == 200
 
 
+def test_the_service_sets_its_collection_threshold_and_gives_back_the_old_one(served_repo: ServedRepo) -> None:
+    import gc
+
+    before = gc.get_threshold()
+    settings = served_repo.settings.model_copy(update={"gc_young_threshold": 4_321})
+    with TestClient(create_app(settings)) as c:
+        assert gc.get_threshold() == (4_321, *before[1:])
+        assert c.post("/score", json=_latest_transactions(served_repo, 1)[0]).status_code == 200
+    assert gc.get_threshold() == before
+
+
 def test_fail_policy_answers_when_redis_is_down(served_repo: ServedRepo) -> None:
     settings = served_repo.settings.model_copy(update={"fail_policy": "review"})
     with TestClient(create_app(settings)) as c:
