@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from itertools import islice
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from serving.pipeline_calls import Channel, _answered_within, command_head, resp
+from serving.pipeline_calls import Channel, Replies, _answered_within, command_head, resp
 from skewless.errors import DependencyUnavailableError
 from tests.serving.conftest import RedisProcess, _free_port
 
@@ -57,6 +58,34 @@ def test_commands_already_in_redis_protocol_go_as_they_are_among_the_others(serv
     )
     assert replies[0] is True or replies[0] == b"OK"
     assert replies[1:] == [b"v\r\n", big, b"after"]
+
+
+def test_ready_says_whether_the_next_reply_has_come_and_loses_none(server: RedisProcess) -> None:
+    client = _client(server)
+    client.set("text", "x")
+    sha = client.script_load(SLOW_ECHO)
+    channel = Channel(client, "test store")
+
+    def until_ready(replies: Replies) -> None:
+        deadline = time.monotonic() + 5
+        while not replies.ready():
+            assert time.monotonic() < deadline, "Redis did not answer"
+
+    def use(replies: Replies) -> list[Any]:
+        assert not replies.ready()  # Redis is still in the slow script (tens of ms here)
+        until_ready(replies)
+        got = [next(replies)]
+        assert replies.ready()  # Redis writes a pipeline's replies together: the others came with it
+        got.append(next(replies))  # an error reply, held by ready(), is still the next reply
+        got.append(next(replies))
+        assert not replies.ready()  # none left
+        return got
+
+    commands = [("EVALSHA", sha, 0, "b", 2_000_000), ("INCR", "text"), ("ECHO", "a")]
+    slow, error, last = channel.exchange(commands, use, None)
+    assert (slow, last) == (b"b", b"a")
+    assert isinstance(error, redis.ResponseError) and "not an integer" in str(error)
+    assert channel.send([("ECHO", "next")]) == [b"next"]
 
 
 def test_a_partly_read_or_failed_use_leaves_the_connection_in_step(server: RedisProcess) -> None:
