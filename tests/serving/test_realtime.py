@@ -159,6 +159,10 @@ def test_a_batch_is_built_alike_a_column_or_a_transaction_at_a_time(
     assert [list(c) for c in by_column.commands] == [list(c) for c in by_transaction.commands]
     assert [list(c) for c in by_column.commands] == [list(c) for c in by_transaction.commands]
     assert by_column.order == by_transaction.order
+    one_more = [Txn.at(i, (i * 7 % 90) * MIN, 1.0 + i, user=1 + i % 2).row() for i in range(PER_CALL + 1)]
+    by_column = realtime.prepare(one_more)  # the last call holds one transaction
+    monkeypatch.setattr(realtime_module, "COLUMNS_FROM", 10**6)
+    assert [list(c) for c in by_column.commands] == [list(c) for c in realtime.prepare(one_more).commands]
     with pytest.raises(BadInputError, match=r"transaction #3.*merchant_id"):
         realtime.prepare([*txns[:3], {**txns[3], "merchant_id": "a\x00b"}])
 
