@@ -288,7 +288,10 @@ def test_a_bad_challenger_is_rolled_back_automatically_across_a_service_crash(
     with Load(service.port, traffic) as load:
         verdict = watch(served_repo.settings, interval=0.5, until_decided=True, timeout=180, say=lambda _: None)
         assert verdict is not None and verdict.outcome == state.ROLLED_BACK
-        assert verdict.verdict is not None and "PSI" in " ".join(verdict.verdict.reasons)
+        # Rolled back for what its scores did: its score PSI against the champion sits near its bound (0.197
+        # against 0.2 in one run here, over it in others), its block rate far outside (0.5% against ~7%).
+        assert verdict.verdict is not None and verdict.verdict.reasons
+        assert all("PSI" in reason or "block rate" in reason for reason in verdict.verdict.reasons)
         load.wait_for(lambda a: a.role == CHAMPION)
         deadline = time.monotonic() + 10
         while service.ready()["challenger"] != "none":
