@@ -134,15 +134,12 @@ class RealtimeAggregates:
         is idempotent, so the calls that did run answer the same)."""
         if len(transactions) < COLUMNS_FROM:
             calls = [self._call(position, txn) for position, txn in enumerate(transactions)]
-            stamps = [stamp for stamp, _, _ in calls]
-            keys = [list(column) for column in zip(*[call_keys for _, call_keys, _ in calls], strict=True)]
-            args = [list(column) for column in zip(*[call_args for _, _, call_args in calls], strict=True)]
-            order = sorted(range(len(stamps)), key=stamps.__getitem__)  # in time order, stable
+            order = sorted(range(len(calls)), key=lambda i: calls[i][0])  # in time order, stable
             commands: list[Any] = []
             for at in range(0, len(order), PER_CALL):
                 group = order[at : at + PER_CALL]
-                call_keys = [column[i] for i in group for column in keys]
-                call_args = [c[i] for i in group for c in args]
+                call_keys = [key for i in group for key in calls[i][1]]
+                call_args = [arg for i in group for arg in calls[i][2]]
                 commands.append(["EVALSHA", self._sha, len(call_keys), *call_keys, *call_args])
             return PreparedBatch(commands, order, self._kinds)
         try:
