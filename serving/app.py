@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 from serving.batcher import MicroBatcher
 from serving.canary import CanaryRouter, ChallengerHolder, registry_aliases, registry_loader
 from serving.events import DecisionLog
-from serving.front import ScoringEndpoints, encoded, score_many, score_one
+from serving.front import ScoringApp, encoded, score_many, score_one
 from serving.metrics import ServiceMetrics, observe_many
 from serving.model import ModelHolder
 from serving.schemas import BatchRequest, BatchResponse, Readiness, ScoreResponse, Transaction
@@ -48,7 +48,7 @@ class Service:
     decisions: DecisionLog
     metrics: ServiceMetrics
     canary: CanaryRouter | None = None  # the challenger's share; without it the champion scores alone
-    in_flight: int = 0  # scoring requests being answered (``ScoringEndpoints``)
+    in_flight: int = 0  # scoring requests being answered (``ScoringApp``)
 
     def score_batch(self, transactions: list[dict[str, Any]]) -> list[Decision]:
         """Runs on the scoring thread: score, record metrics, log the decisions."""
@@ -190,7 +190,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             client.close()
             gc.set_threshold(*thresholds)
 
-    app = FastAPI(
+    app = ScoringApp(
+        metrics,
         title="Skewless fraud scoring",
         description="Online features from Feast plus the registry's champion model: a score and a recommendation.",
         version="1",
@@ -201,9 +202,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _domain_error(request: Request, exc: SkewlessError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
 
-    app.add_middleware(ScoringEndpoints, metrics=metrics)
-
-    # Answered by ScoringEndpoints (serving/front.py) before FastAPI routes them; declared here for the OpenAPI
+    # Answered by ScoringApp (serving/front.py) before FastAPI routes them; declared here for the OpenAPI
     # schema, and answering the same way should anything route them here.
     @app.post("/score", response_model=ScoreResponse)
     async def score(txn: Transaction, service: ServiceDep) -> Response:
