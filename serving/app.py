@@ -60,8 +60,8 @@ class Service:
         """``score_batch`` on the event loop: while Redis computes the features, the loop reads the next requests
         (they form the next micro-batch) instead of waiting in a socket read; scoring itself stays one call."""
         started = time.perf_counter()
-        # Alone (no other request being answered), the loop has nothing to do while Redis answers: it watches for
-        # the answer rather than sleep and wait to be woken (serving.pipeline_calls._answered_within).
+        # Alone (every request being answered is in this batch), the loop has nothing to do while Redis answers: it
+        # watches for the answer rather than sleep and wait to be woken (serving.pipeline_calls._answered_within).
         alone = self.in_flight <= len(transactions)
         spin_s = self.settings.redis_spin_us / 1e6 if alone else 0.0
         read = await self.scorer.features_async(transactions, self.scorer.model(), spin_s)
