@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from collections.abc import Iterator
@@ -16,8 +17,10 @@ from fastapi.testclient import TestClient
 
 from feature_repo.windows import service_windows
 from serving.app import create_app
+from serving.pipeline_calls import Replies
+from serving.realtime import PER_CALL
 from serving.schemas import BatchResponse, ScoreResponse
-from serving.scoring import REASON_MIN_DROP, _reason_text
+from serving.scoring import PIPELINE_CHUNK, REASON_MIN_DROP, _reason_text
 from skewless.store import feature_service, open_store
 from tests.serving.conftest import ServedRepo
 
@@ -237,8 +240,6 @@ def test_redis_outage_gives_503_and_recovers_by_itself(served_repo: ServedRepo) 
 
 
 def test_the_service_sets_its_collection_threshold_and_gives_back_the_old_one(served_repo: ServedRepo) -> None:
-    import gc
-
     before = gc.get_threshold()
     settings = served_repo.settings.model_copy(update={"gc_young_threshold": 4_321})
     with TestClient(create_app(settings)) as c:
@@ -301,10 +302,6 @@ def test_a_large_batch_decided_as_replies_arrive_equals_the_whole_batch_at_once(
     """Past PIPELINE_CHUNK transactions the scorer decides what Redis has answered (in time order) while Redis
     computes the rest: one script call's transactions when the next reply is not there yet, up to a chunk when it
     is. The decisions are the ones of the whole batch at once (the second pass is a retry: same windowed values)."""
-    from serving.pipeline_calls import Replies
-    from serving.realtime import PER_CALL
-    from serving.scoring import PIPELINE_CHUNK
-
     service = client.app.state.service  # type: ignore[attr-defined]
     scorer, model = service.scorer, service.models.current
     if answered is not None:  # as if Redis were always behind the model, or always ahead of it
