@@ -202,10 +202,12 @@ def test_batch_limits(client: TestClient, served_repo: ServedRepo) -> None:
     assert client.post("/score/batch", json={"transactions": []}).status_code == 422
 
 
-def test_health_ready_metrics_and_docs(client: TestClient) -> None:
+def test_health_ready_metrics_and_docs(client: TestClient, served_repo: ServedRepo) -> None:
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready")
     assert ready.status_code == 200 and ready.json()["ready"] is True
+    txn = {**_latest_transactions(served_repo, 1)[0], "txn_id": "metrics"}
+    assert client.post("/score", json=txn).status_code == 200
     text = client.get("/metrics").text
     for name in (
         "skewless_request_duration_seconds",
@@ -214,7 +216,7 @@ def test_health_ready_metrics_and_docs(client: TestClient) -> None:
         "skewless_model_version",
     ):
         assert name in text
-    # Scored transactions (earlier tests in this module) recorded how old their stored features were.
+    # The transaction scored above recorded how old its stored features were.
     assert 'skewless_online_feature_age_seconds_count{feature_view="user_profile"}' in text
     assert client.get("/docs").status_code == 200
 
