@@ -61,10 +61,13 @@ class Service:
         (they form the next micro-batch) instead of waiting in a socket read; scoring itself stays one call."""
         started = time.perf_counter()
         # Alone (every request being answered is in this batch), the loop has nothing to do while Redis answers: it
-        # watches for the answer rather than sleep and wait to be woken (serving.pipeline_calls._answered_within).
+        # watches for the answer rather than sleep and wait to be woken (serving.pipeline_calls._answered_within),
+        # and serializes the decisions logged before meanwhile, which would otherwise take the log's thread the GIL.
         alone = self.in_flight <= len(transactions)
         spin_s = self.settings.redis_spin_us / 1e6 if alone else 0.0
-        read = await self.scorer.features_async(transactions, self.scorer.model(), spin_s)
+        read = await self.scorer.features_async(
+            transactions, self.scorer.model(), spin_s, self.decisions.serialize_next
+        )
         if self.canary:
             decisions = self.canary.score(transactions, read)
         else:

@@ -1,16 +1,22 @@
 """The decision log: every decision goes to a Redis Stream, for the worker to write as Parquet.
 
-The scoring thread only hands decisions over (a deque append); a sender thread of its own serializes them and
-sends whatever has gathered in one pipelined write, so neither JSON nor a Redis round trip sits on the request
-path. A stream entry holds up to ``PER_ENTRY`` decisions of one model (one feature list), from every batch handed
-since the last send, as columns: a JSON object of per-decision lists in its ``columns`` field (each served vector
-a list of values; when each was logged and its batch's latency too), the vectors' feature names once in
-``features``, and ``{}`` in ``batch``. One ``XADD`` per decision cost the sender more than the JSON, and a JSON
-object per decision half as much again as these columns; an entry per micro-batch of a few requests, most of the
-sender's time under load. (Readers also take the older entry kinds: ``batch`` holding what a whole entry shares,
-a JSON array of decisions in ``decisions``, or one in ``decision``; ``decisions_of`` gives every kind as dicts
-with a ``features`` object.) When Redis cannot take them (it is down, and a fail policy answered) they wait in a
-bounded in-memory buffer and go out with the next send that works; shutdown sends what is left.
+The scoring path only hands decisions over (a deque append). Each batch handed is then serialized on its own
+(``serialize_next``): its metrics recorded (``observe``) and each of its columns written as a JSON array. The
+event loop does that for the batch before while it watches Redis for a micro-batch's features
+(``serving.pipeline_calls``), time it would otherwise spend spinning; a sender thread of its own serializes
+whatever is left (a caller's own large batch, or when no micro-batch watched) and, every ``SEND_INTERVAL_S``,
+sends what has gathered in one pipelined write, so neither JSON nor a Redis round trip sits on the request path.
+
+A stream entry holds the decisions of whole batches of one model (one feature list), up to ``PER_ENTRY`` (a
+larger batch is cut into entries of ``PER_ENTRY``), as columns: a JSON object of per-decision lists in its
+``columns`` field (each served vector a list of values; when each was logged and its batch's latency too), the
+vectors' feature names once in ``features``, and ``{}`` in ``batch``. A batch's arrays are joined into an entry's
+as bytes. One ``XADD`` per decision cost the sender more than the JSON, and a JSON object per decision half as
+much again as these columns; an entry per micro-batch of a few requests, most of the sender's time under load.
+(Readers also take the older entry kinds: ``batch`` holding what a whole entry shares, a JSON array of decisions
+in ``decisions``, or one in ``decision``; ``decisions_of`` gives every kind as dicts with a ``features`` object.)
+When Redis cannot take them (it is down, and a fail policy answered) they wait in a bounded in-memory buffer and
+go out with the next send that works; shutdown sends what is left.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from operator import attrgetter, itemgetter
@@ -37,8 +43,9 @@ log = logging.getLogger(__name__)
 
 MAX_BUFFERED = 100_000  # decisions kept while Redis is away; past it the oldest are dropped, with a warning
 PER_ENTRY = 100
-# The stream keeps this many entries. A flush every SEND_INTERVAL_S makes at most one entry per PER_ENTRY
-# decisions, so at up to 5,000 decisions/s that is about 2.8 hours of decisions a stopped worker can catch up on.
+# The stream keeps this many entries. A flush every SEND_INTERVAL_S makes an entry per PER_ENTRY decisions or so
+# (whole micro-batches of up to 64), so at up to 5,000 decisions/s that is about 2.8 hours of decisions a stopped
+# worker can catch up on.
 MAX_ENTRIES = 500_000
 SEND_INTERVAL_S = 0.02
 
@@ -72,15 +79,36 @@ _REQUESTED = [
 ]
 
 
-@dataclass
-class _Group:
-    """Decisions of one feature list on their way into entries, with the request, log time and latency of each."""
+# An entry's columns, in order, and each one's key in its JSON object.
+_COLUMNS = (
+    [name for name, _ in _DECIDED] + ["features"] + [name for name, _ in _REQUESTED] + ["logged_at", "latency_ms"]
+)
+_KEYS = [to_json(name) + b":" for name in _COLUMNS]
 
-    names: list[str]
-    decided: list[Decision] = field(default_factory=list)
-    requested: list[dict[str, Any]] = field(default_factory=list)
-    logged_at: list[str] = field(default_factory=list)
-    latency_ms: list[float] = field(default_factory=list)
+
+@dataclass
+class _Piece:
+    """Decisions of one batch and one feature list, serialized: per column of ``_COLUMNS``, a JSON array."""
+
+    names: bytes  # the vectors' feature names, a JSON array
+    arrays: list[bytes]
+    count: int
+
+
+def _json(values: list[Any]) -> bytes:
+    # pydantic's serializer (6x json; event times as ISO 8601); NaN (a missing on-demand value, as numpy gives
+    # it) is written null, as None is
+    return to_json(values, fallback=str, inf_nan_mode="null")
+
+
+def _entry(pieces: list[_Piece]) -> tuple[bytes, ...]:
+    """One stream entry's fields from pieces of one feature list: each column's arrays joined into one."""
+    columns = [
+        b"[" + b",".join([array[1:-1] for array in arrays if len(array) > 2]) + b"]"
+        for arrays in zip(*[piece.arrays for piece in pieces], strict=True)
+    ]
+    payload = b"{" + b",".join([key + column for key, column in zip(_KEYS, columns, strict=True)]) + b"}"
+    return (b"features", pieces[0].names, b"columns", payload, b"batch", b"{}")
 
 
 class DecisionLog:
@@ -98,6 +126,8 @@ class DecisionLog:
         # "~": Redis trims whole nodes (cheap) once the stream is past the bound, rather than to the entry
         self._xadd: tuple[Any, ...] = ("XADD", stream, "MAXLEN", "~", max_entries, "*")
         self._handed: deque[tuple[list[Decision], list[dict[str, Any]], float, str]] = deque()
+        self._pieces: list[_Piece] = []  # serialized, not yet in entries
+        self._pieces_count = 0
         self._pending: deque[tuple[tuple[bytes, ...], int]] = deque()  # entries' fields, and their decisions
         self._pending_count = 0
         self._lock = threading.Lock()
@@ -107,7 +137,7 @@ class DecisionLog:
     @property
     def buffered(self) -> int:
         """Decisions not yet in the stream."""
-        return self._pending_count + sum(len(d) for d, *_ in list(self._handed))
+        return self._pending_count + self._pieces_count + sum(len(d) for d, *_ in list(self._handed))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._send_loop, name="decision-log", daemon=True)
@@ -131,42 +161,85 @@ class DecisionLog:
         while not self._stop.wait(self._interval_s):
             self.flush()
 
+    def serialize_next(self) -> bool:
+        """Serialize the oldest batch handed (and record its metrics), unless the sender is at it: for a caller
+        that is waiting anyway (the event loop watching Redis). Whether more batches are waiting."""
+        if not self._handed or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if self._handed:
+                batch = self._handed.popleft()
+                self._observe_safely(batch[0])
+                self._cut(*batch)
+            return bool(self._handed)
+        finally:
+            self._lock.release()
+
     def _serialize_handed(self) -> None:
-        # Everything handed since the last send, grouped by feature list (a canary's two models: two groups), in
-        # the order handed. Micro-batches of a few requests would otherwise cost an entry each.
-        groups: dict[int, _Group] = {}
-        handed: list[Decision] = []
-        while self._handed:
-            decisions, transactions, latency_s, logged_at = self._handed.popleft()
-            handed += decisions
-            latency_ms = latency_s * 1000
-            for decision, txn in zip(decisions, transactions, strict=True):
-                group = groups.get(id(decision.feature_names))
-                if group is None:
-                    group = groups[id(decision.feature_names)] = _Group(decision.feature_names)
-                group.decided.append(decision)
-                group.requested.append(txn)
-                group.logged_at.append(logged_at)
-                group.latency_ms.append(latency_ms)
-        if self._observe is not None and handed:
+        """Everything handed (metrics recorded once for all of it), then every piece into entries. Under the lock."""
+        batches = list(self._handed)
+        for _ in batches:
+            self._handed.popleft()
+        if batches:
+            self._observe_safely([d for decisions, *_ in batches for d in decisions])
+            for batch in batches:
+                self._cut(*batch)
+        self._into_entries()
+
+    def _observe_safely(self, decisions: list[Decision]) -> None:
+        if self._observe is not None and decisions:
             try:
-                self._observe(handed)
+                self._observe(decisions)
             except Exception:  # metrics must never cost a logged decision
                 log.exception("decision log: recording the decisions' metrics failed")
-        for group in groups.values():
-            names_json = to_json(group.names)
-            for at in range(0, len(group.decided), PER_ENTRY):
-                part, txns = group.decided[at : at + PER_ENTRY], group.requested[at : at + PER_ENTRY]
-                columns = {name: list(map(get, part)) for name, get in _DECIDED}
-                columns["features"] = [d.vector for d in part]
-                columns.update((name, list(map(get, txns))) for name, get in _REQUESTED)
-                columns["logged_at"] = group.logged_at[at : at + PER_ENTRY]
-                columns["latency_ms"] = group.latency_ms[at : at + PER_ENTRY]
-                # pydantic's serializer (6x json; event times as ISO 8601); NaN (a missing on-demand value, as
-                # numpy gives it) is written null, as None is
-                payload = to_json(columns, fallback=str, inf_nan_mode="null")
-                self._pending.append(((b"features", names_json, b"columns", payload, b"batch", b"{}"), len(part)))
-                self._pending_count += len(part)
+
+    def _cut(self, decisions: list[Decision], transactions: list[dict[str, Any]], latency_s: float, at: str) -> None:
+        """A handed batch as pieces: one per feature list (a canary's two models: two), at most PER_ENTRY each."""
+        if not decisions:
+            return
+        names = decisions[0].feature_names
+        if all(d.feature_names is names for d in decisions):
+            groups = [(names, decisions, transactions)]
+        else:
+            by_list: dict[int, tuple[list[str], list[Decision], list[dict[str, Any]]]] = {}
+            for decision, txn in zip(decisions, transactions, strict=True):
+                group = by_list.get(id(decision.feature_names))
+                if group is None:
+                    group = by_list[id(decision.feature_names)] = (decision.feature_names, [], [])
+                group[1].append(decision)
+                group[2].append(txn)
+            groups = list(by_list.values())
+        latency_ms = latency_s * 1000
+        for names, decided, requested in groups:
+            names_json = to_json(names)
+            for start in range(0, len(decided), PER_ENTRY):
+                part, txns = decided[start : start + PER_ENTRY], requested[start : start + PER_ENTRY]
+                arrays = [_json(list(map(get, part))) for _, get in _DECIDED]
+                arrays.append(_json([d.vector for d in part]))
+                arrays += [_json(list(map(get, txns))) for _, get in _REQUESTED]
+                arrays += [_json([at] * len(part)), _json([latency_ms] * len(part))]
+                self._pieces.append(_Piece(names_json, arrays, len(part)))
+                self._pieces_count += len(part)
+
+    def _into_entries(self) -> None:
+        """The pieces, per feature list in the order handed, as entries of whole pieces (up to PER_ENTRY
+        decisions): micro-batches of a few requests would otherwise cost an entry each."""
+        groups: dict[bytes, list[_Piece]] = {}
+        for piece in self._pieces:
+            groups.setdefault(piece.names, []).append(piece)
+        self._pieces, self._pieces_count = [], 0
+        for pieces in groups.values():
+            entry: list[_Piece] = []
+            count = 0
+            for piece in pieces:
+                if count and count + piece.count > PER_ENTRY:
+                    self._pending.append((_entry(entry), count))
+                    self._pending_count += count
+                    entry, count = [], 0
+                entry.append(piece)
+                count += piece.count
+            self._pending.append((_entry(entry), count))
+            self._pending_count += count
         dropped = 0
         while self._pending_count > MAX_BUFFERED:
             _, count = self._pending.popleft()

@@ -80,19 +80,21 @@ class Channel:
         use: Callable[[Replies], T],
         load: Callable[[], None] | None,
         spin_s: float = 0.0,
+        idle: Callable[[], bool] | None = None,
     ) -> T:
         """``exchange`` for an event loop: the loop runs other work while Redis computes, and ``use`` is called
         once the first reply has come (a pipeline's replies come back together, so it rarely waits after that).
         Reading stays synchronous, with the connection's timeout; only the wait for Redis is given to the loop.
         With ``spin_s``, the socket is watched that long first, holding the loop (``_answered_within``): for a
-        caller with nothing else to do, whom a sleep and a wake-up would cost more than the wait."""
+        caller with nothing else to do, whom a sleep and a wake-up would cost more than the wait. ``idle`` is
+        work for that watch, a small piece per call (see ``_answered_within``)."""
         rounds = self._rounds(commands, use, load)
         while True:
             try:
                 sent = next(rounds)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
-            if spin_s and _answered_within(sent, spin_s):
+            if spin_s and _answered_within(sent, spin_s, idle):
                 continue
             try:
                 await _readable(sent)
@@ -173,10 +175,14 @@ def _send(conn: AbstractConnection, commands: Sequence[Command]) -> None:
         conn.send_packed_command([b"".join(out)], check_health=first)
 
 
-def _answered_within(conn: AbstractConnection, seconds: float) -> bool:
+def _answered_within(conn: AbstractConnection, seconds: float, idle: Callable[[], bool] | None = None) -> bool:
     """Whether Redis answers on ``conn`` within ``seconds``, watched without sleeping (``poll`` with no timeout,
     again and again). On a virtual machine a process that sleeps in ``epoll`` and is woken by the answer often
-    runs again only 100-400 µs later, several times the answer's own time for one transaction."""
+    runs again only 100-400 µs later, several times the answer's own time for one transaction.
+
+    Between two looks, ``idle()`` does a piece of work that would otherwise cost another thread the GIL (the
+    decision log's serializing: ``DecisionLog.serialize_next``, tens of µs a micro-batch), until it answers False
+    (nothing left). A piece delays seeing the answer by at most its own time."""
     sock = conn._sock
     if sock is None:
         return False
@@ -188,6 +194,8 @@ def _answered_within(conn: AbstractConnection, seconds: float) -> bool:
             return True
         if time.perf_counter() > deadline:
             return False
+        if idle is not None and not idle():
+            idle = None
 
 
 async def _readable(conn: AbstractConnection) -> None:

@@ -128,11 +128,16 @@ class Scorer:
         return self._channel.exchange(*self._feature_read(transactions, model))
 
     async def features_async(
-        self, transactions: list[dict[str, Any]], model: ServedModel, spin_s: float = 0.0
+        self,
+        transactions: list[dict[str, Any]],
+        model: ServedModel,
+        spin_s: float = 0.0,
+        idle: Callable[[], bool] | None = None,
     ) -> FeatureRead:
         """``features``, read without holding the event loop while Redis computes them (after watching for the
-        answer ``spin_s`` first: ``Channel.exchange_async``)."""
-        columns, stored = await self._channel.exchange_async(*self._feature_read(transactions, model), spin_s)
+        answer ``spin_s`` first, doing ``idle``'s work meanwhile: ``Channel.exchange_async``)."""
+        commands, use, load = self._feature_read(transactions, model)
+        columns, stored = await self._channel.exchange_async(commands, use, load, spin_s, idle)
         return FeatureRead(model, columns, stored)
 
     def _feature_read(

@@ -69,11 +69,43 @@ def test_batches_handed_between_two_sends_share_entries_and_keep_their_own_laten
         log.append(*_batch(size, start=10 * k), 0.001 * (k + 1))
     log.stop()
     entries = [decisions_of(fields) for _, fields in client.xrange(stream)]
-    assert [len(entry) for entry in entries] == [PER_ENTRY, 4]  # not one entry per batch handed
+    assert [len(entry) for entry in entries] == [4, PER_ENTRY]  # not one entry per batch handed; batches whole
     logged = [d for entry in entries for d in entry]
     assert [d["txn_id"] for d in logged[:5]] == ["t0", "t1", "t2", "t10", "t20"]
     assert [d["latency_ms"] for d in logged[:5]] == pytest.approx([1.0, 1.0, 1.0, 2.0, 3.0])
     assert all(d["logged_at"] for d in logged) and logged[-1]["latency_ms"] == pytest.approx(3.0)
+
+
+def test_the_loop_serializes_one_batch_at_a_time_and_the_entries_are_those_the_sender_makes(
+    stream: tuple[redis.Redis, str],
+) -> None:
+    client, stream = stream
+    seen: list[list[str]] = []
+    log = DecisionLog(client, stream, interval_s=3600, observe=lambda ds: seen.append([d.txn_id for d in ds]))
+    log.start()
+    batches = [_batch(size, start=10 * k) for k, size in enumerate((3, 2, 4, 1))]
+    for decisions, transactions in batches[:3]:
+        log.append(decisions, transactions, 0.001)
+    assert log.serialize_next() is True  # the oldest batch, its metrics recorded; two more waiting
+    assert seen == [["t0", "t1", "t2"]] and log.buffered == 9 and client.xlen(stream) == 0
+    with log._lock:  # the sender at work: the loop does not wait for it
+        assert log.serialize_next() is False
+    assert log.serialize_next() is True and log.serialize_next() is False  # the third was the last
+    assert log.serialize_next() is False and seen[1:] == [["t10", "t11"], ["t20", "t21", "t22", "t23"]]
+    log.append(*batches[3], 0.001)
+    log.stop()  # the sender serializes what is left and sends it all
+    assert seen[-1] == ["t30"] and log.buffered == 0
+    entries = [decisions_of(fields) for _, fields in client.xrange(stream)]
+    assert [len(entry) for entry in entries] == [10]  # one entry, the batches whole and in order
+
+    client.delete(stream)
+    direct = DecisionLog(client, stream)  # no sender thread: each batch serialized and sent as it is handed
+    for decisions, transactions in batches:
+        direct.append(decisions, transactions, 0.001)
+    sent = [d for _, fields in client.xrange(stream) for d in decisions_of(fields)]
+    for d in [*sent, *entries[0]]:
+        assert d.pop("logged_at")
+    assert entries[0] == sent
 
 
 def test_the_sender_records_the_decisions_metrics_and_a_failure_there_loses_no_decision(

@@ -220,6 +220,23 @@ def test_a_lone_caller_watches_for_the_answer_then_gives_the_loop_the_wait(serve
     assert ticks >= 5  # past its short watch, the wait went to the loop
 
 
+def test_the_watch_does_idle_work_between_looks_until_there_is_none(server: RedisProcess) -> None:
+    client = _client(server)
+    conn = Channel(client, "test store")._connection()
+    pieces: list[int] = []
+
+    def idle() -> bool:
+        pieces.append(len(pieces))
+        return len(pieces) < 3  # three pieces of work, then nothing left
+
+    assert not _answered_within(conn, 0.02, idle)  # nothing asked: the watch ends, the work done meanwhile
+    assert pieces == [0, 1, 2]
+    sha = client.script_load(SLOW_ECHO)
+    conn.send_command("EVALSHA", sha, 0, "late", 2_000_000)  # Redis answers after milliseconds of looping
+    assert _answered_within(conn, 5.0, lambda: pieces.append(-1) or True)  # never out of work, still sees it
+    assert conn.read_response() == b"late" and pieces.count(-1) > 3
+
+
 def test_the_async_exchange_reloads_scripts_and_reconnects(server: RedisProcess) -> None:
     client = _client(server)
     sha = client.script_load(ECHO)
