@@ -163,14 +163,16 @@ class DecisionLog:
 
     def serialize_next(self) -> bool:
         """Serialize the oldest batch handed (and record its metrics), unless the sender is at it: for a caller
-        that is waiting anyway (the event loop watching Redis). Whether more batches are waiting."""
+        that is waiting anyway (the event loop watching Redis). Whether more batches are waiting (False after a
+        batch that could not be serialized: ``_cut_safely``)."""
         if not self._handed or not self._lock.acquire(blocking=False):
             return False
         try:
             if self._handed:
                 batch = self._handed.popleft()
                 self._observe_safely(batch[0])
-                self._cut(*batch)
+                if not self._cut_safely(batch):
+                    return False
             return bool(self._handed)
         finally:
             self._lock.release()
@@ -183,8 +185,18 @@ class DecisionLog:
         if batches:
             self._observe_safely([d for decisions, *_ in batches for d in decisions])
             for batch in batches:
-                self._cut(*batch)
+                self._cut_safely(batch)
         self._into_entries()
+
+    def _cut_safely(self, batch: tuple[list[Decision], list[dict[str, Any]], float, str]) -> bool:
+        """``_cut``, never raising (its callers are the scoring path and the sender's loop); a batch that cannot
+        be serialized is reported as lost."""
+        try:
+            self._cut(*batch)
+        except Exception:
+            log.exception("decision log: a batch of %d decisions could not be serialized; lost", len(batch[0]))
+            return False
+        return True
 
     def _observe_safely(self, decisions: list[Decision]) -> None:
         if self._observe is not None and decisions:
@@ -210,6 +222,7 @@ class DecisionLog:
                 group[2].append(txn)
             groups = list(by_list.values())
         latency_ms = latency_s * 1000
+        pieces = []  # added once all are made: a batch is in the log whole or not at all
         for names, decided, requested in groups:
             names_json = to_json(names)
             for start in range(0, len(decided), PER_ENTRY):
@@ -218,8 +231,9 @@ class DecisionLog:
                 arrays.append(_json([d.vector for d in part]))
                 arrays += [_json(list(map(get, txns))) for _, get in _REQUESTED]
                 arrays += [_json([at] * len(part)), _json([latency_ms] * len(part))]
-                self._pieces.append(_Piece(names_json, arrays, len(part)))
-                self._pieces_count += len(part)
+                pieces.append(_Piece(names_json, arrays, len(part)))
+        self._pieces += pieces
+        self._pieces_count += len(decisions)
 
     def _into_entries(self) -> None:
         """The pieces, per feature list in the order handed, as entries of whole pieces (up to PER_ENTRY

@@ -108,6 +108,26 @@ def test_the_loop_serializes_one_batch_at_a_time_and_the_entries_are_those_the_s
     assert entries[0] == sent
 
 
+def test_a_batch_the_loop_cannot_serialize_is_reported_and_the_next_ones_are_logged(
+    stream: tuple[redis.Redis, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, stream = stream
+    log = DecisionLog(client, stream, interval_s=3600)
+    log.start()
+    broken, transactions = _batch(2)
+    del transactions[1]["currency"]  # what no request gets past validation without: the log cannot write it
+    log.append(broken, transactions, 0.001)
+    log.append(*_batch(2, start=2), 0.001)
+    assert log.serialize_next() is False  # no exception into the scoring path that called it
+    assert "2 decisions could not be serialized" in caplog.text
+    assert log.serialize_next() is False and log.buffered == 2
+    log.append(broken, transactions, 0.001)  # the sender meets one too: reported, and the rest still goes out
+    log.append(*_batch(1, start=4), 0.001)
+    log.stop()
+    assert caplog.text.count("2 decisions could not be serialized") == 2
+    assert [d["txn_id"] for _, f in client.xrange(stream) for d in decisions_of(f)] == ["t2", "t3", "t4"]
+
+
 def test_the_sender_records_the_decisions_metrics_and_a_failure_there_loses_no_decision(
     stream: tuple[redis.Redis, str],
 ) -> None:
