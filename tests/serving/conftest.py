@@ -78,7 +78,9 @@ class ServedRepo:
 
 
 @pytest.fixture(scope="module")
-def served_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedRepo]:
+def served_repo(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[ServedRepo]:
+    # ``redis_url`` (the shared Redis, session-wide) is settled first: asked for later, while REDIS_URL below
+    # points at this module's own server, it would have kept that server's address after the server stopped.
     root = tmp_path_factory.mktemp("served_repo")
     project = f"skewless_test_{uuid.uuid4().hex[:10]}"
     config = (REPO_ROOT / "feature_store.yaml").read_text().replace("project: skewless\n", f"project: {project}\n")
