@@ -179,9 +179,9 @@ class DecisionLog:
 
     def _serialize_handed(self) -> None:
         """Everything handed (metrics recorded once for all of it), then every piece into entries. Under the lock."""
-        batches = list(self._handed)
-        for _ in batches:
-            self._handed.popleft()
+        batches = []
+        while self._handed:
+            batches.append(self._handed.popleft())
         if batches:
             self._observe_safely([d for decisions, *_ in batches for d in decisions])
             for batch in batches:
