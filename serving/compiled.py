@@ -58,9 +58,6 @@ def _category(value: Any) -> str:
     return "missing" if value is None or value != value else str(value)
 
 
-Block = Callable[[Mapping[str, Any], int], np.ndarray]
-
-
 @dataclass(frozen=True)
 class _Numeric:
     columns: list[str]
@@ -81,22 +78,33 @@ class _Numeric:
         return [j] + [len(self.columns) + k for k in indicated]
 
     def __call__(self, columns: Mapping[str, Any], n: int) -> np.ndarray:
+        out = np.zeros((n, self.width))
+        self.into(columns, n, out, 0)
+        return out
+
+    def into(self, columns: Mapping[str, Any], n: int, out: np.ndarray, at: int) -> None:
+        """Writes the rows' block at ``out[:, at:at + width]``."""
+        k = len(self.columns)
         try:  # one conversion for all columns (None becomes NaN); text in a column takes the slow way
-            x = np.array([columns[name] for name in self.columns], dtype="float64").T.reshape(n, len(self.columns))
+            if n == 1:  # a flat list of values: ~3x faster than k lists of one
+                x = np.array([columns[name][0] for name in self.columns], dtype="float64").reshape(1, k)
+            else:
+                x = np.array([columns[name] for name in self.columns], dtype="float64").T.reshape(n, k)
         except (TypeError, ValueError):
-            x = np.empty((n, len(self.columns)), dtype="float64")
+            x = np.empty((n, k), dtype="float64")
             for j, name in enumerate(self.columns):
                 x[:, j] = numeric_column(columns[name])
         missing = np.isnan(x)
         if self.fill is not None:
-            x = np.where(missing, self.fill, x)
+            np.copyto(x, self.fill, where=missing)
+        block = out[:, at : at + self.width]
+        block[:, :k] = x
         if self.indicate is not None:
-            x = np.hstack([x, missing[:, self.indicate].astype("float64")])
-        if self.mean is not None:
-            x = x - self.mean
+            block[:, k:] = missing[:, self.indicate]
+        if self.mean is not None:  # the scaler follows the indicators: it scales them too
+            block -= self.mean
         if self.scale is not None:
-            x = x / self.scale
-        return x
+            block /= self.scale
 
 
 @dataclass(frozen=True)
@@ -107,18 +115,26 @@ class _OneHot:
     width: int
 
     def __call__(self, columns: Mapping[str, Any], n: int) -> np.ndarray:
-        """The rows' one-hot columns: per feature, each row's category (``_category``; text is its own) is
-        looked up, and the ones are set by one numpy assignment (1,000 rows: ~4x faster than a row at a time)."""
-        width = self.width
-        out = np.zeros(n * width, dtype="float64")
-        starts = range(0, n * width, width)
+        out = np.zeros((n, self.width))
+        self.into(columns, n, out, 0)
+        return out
+
+    def into(self, columns: Mapping[str, Any], n: int, out: np.ndarray, at: int) -> None:
+        """Sets the rows' ones at ``out[:, at:at + width]`` (C-contiguous, zero there): per feature, each row's
+        category (``_category``; text is its own) is looked up, and all the ones are set by one numpy assignment
+        (1,000 rows: ~4x faster than a row at a time)."""
+        width = out.shape[1]
+        starts = range(at, n * width, width)
+        hits: list[int] = []
         for name, positions, unknown in zip(self.columns, self.positions, self.unknown, strict=True):
             get = positions.get
             places = [get(v if v.__class__ is str else _category(v), unknown) for v in columns[name]]
-            hits = [start + j for start, j in zip(starts, places, strict=True) if j is not None]
-            if hits:
-                out[hits] = 1.0
-        return out.reshape(n, width)
+            hits += [start + j for start, j in zip(starts, places, strict=True) if j is not None]
+        if hits:
+            out.reshape(-1)[hits] = 1.0  # a view: ``out`` is C-contiguous
+
+
+Block = _Numeric | _OneHot  # a part of the feature matrix: ``width`` columns, written by ``into``
 
 
 def _numeric_block(steps: list[Any], names: list[str]) -> _Numeric | None:
@@ -192,6 +208,8 @@ class CompiledModel:
 
     def __init__(self, blocks: list[Block], estimator: Any, treelite_model: Any | None) -> None:
         self._blocks = blocks
+        self._placed = [(block.into, sum(b.width for b in blocks[:i])) for i, block in enumerate(blocks)]
+        self._width = sum(block.width for block in blocks)
         self._estimator = estimator
         self._treelite_model = treelite_model
         self._trees = _gtil(treelite_model) if treelite_model is not None else None
@@ -263,8 +281,11 @@ class CompiledModel:
         return True
 
     def matrix(self, columns: Mapping[str, Any], n: int) -> np.ndarray:
-        parts = [block(columns, n) for block in self._blocks]
-        return np.hstack(parts) if len(parts) > 1 else parts[0]
+        """The rows' feature matrix, each block written in place into one array (no stacking)."""
+        out = np.zeros((n, self._width))
+        for into, at in self._placed:
+            into(columns, n, out, at)
+        return out
 
     def probability(self, columns: Mapping[str, Any], n: int) -> np.ndarray:
         return self.predict_matrix(self.matrix(columns, n), n)
