@@ -36,8 +36,8 @@ def as_text(values: Any) -> np.ndarray:
     """An object array of str, None for missing."""
     if isinstance(values, pd.Series | pd.Index):
         return values.astype("object").where(values.notna(), None).to_numpy()
-    array = np.asarray(values, dtype="object")
-    return np.array([None if v is None or v != v else v for v in array], dtype="object")  # v != v: NaN
+    items = values if isinstance(values, list) else np.asarray(values, dtype="object")
+    return np.array([None if v is None or v != v else v for v in items], dtype="object")  # v != v: NaN
 
 
 def utc_hours(values: Any) -> np.ndarray:
@@ -60,9 +60,9 @@ def age_in_years(birth_year: pd.Series, as_of_year: int) -> pd.Series:
 
 def age_group(age: Any) -> np.ndarray:
     """Decade of age: 37 -> 3. Missing age -> -1, so the model sees "unknown" as its own group."""
-    years = as_float(age)
-    missing = np.isnan(years)
-    return np.where(missing, -1, np.floor_divide(np.where(missing, 0.0, years), 10)).astype("int64")
+    group = np.floor_divide(as_float(age), 10)  # NaN stays NaN
+    group[np.isnan(group)] = -1
+    return group.astype("int64")
 
 
 def avg_spend(total_spend: Any, orders: Any) -> np.ndarray:
@@ -96,8 +96,7 @@ def is_new_device(device_age_days: Any) -> np.ndarray:
 def is_foreign(country: Any, home_country: Any) -> np.ndarray:
     """1 when the payment happens outside the customer's home country (unknown home counts as foreign)."""
     here, home = as_text(country), as_text(home_country)
-    same = [a is not None and a == b for a, b in zip(here, home, strict=True)]
-    return np.fromiter((0 if s else 1 for s in same), dtype="int64", count=len(same))
+    return np.array([0 if a is not None and a == b else 1 for a, b in zip(here, home, strict=True)], dtype="int64")
 
 
 def transaction_features(inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
