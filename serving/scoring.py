@@ -266,8 +266,10 @@ class Scorer:
         """
         out: list[list[str]] = [[] for _ in range(len(scores))]
         flagged = np.flatnonzero(actions != "approve")
+        if not len(flagged) or self._reasons_count == 0:
+            return out
         names = [n for n in model.features if n in model.medians]
-        if not len(flagged) or not names or self._reasons_count == 0:
+        if not names:
             return out
         descriptions = self._service_parts(model.feature_service).descriptions
         rows = {name: [columns[name][i] for i in flagged] for name in model.features}
