@@ -1,8 +1,9 @@
 """`make bench-serving`: feast serve vs Skewless /score vs a bare FastAPI endpoint, side by side, under wrk.
 
-Needs the demo's state (`make demo`: features in Redis, a champion in the registry). Each server runs alone
-with one worker and no access log, is warmed up, then loaded by the same wrk at concurrency 1 and 8.
-Prints requests/s, p50 and p99 and the ratios; then the time of one 1,000-transaction /score/batch call.
+Needs the demo's state (`make demo`: features in Redis, a champion in the registry). The three servers run side by
+side, each with one worker and no access log, and are warmed up; then each is loaded in turn by the same wrk at
+concurrency 1 and 8, for ``--rounds`` interleaved rounds. Prints the rounds' medians of requests/s, p50 and p99
+(and the p99s' range) and the ratios; then the median time of a 1,000-transaction /score/batch call.
 """
 
 from __future__ import annotations
@@ -120,13 +121,18 @@ def _run_server(cmd: list[str], ready_url: str, env: dict | None = None) -> subp
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    _wait(ready_url)
+    try:
+        _wait(ready_url)
+    except RuntimeError:
+        proc.terminate()
+        raise
     return proc
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=10, help="length of one wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="wrk runs per server and concurrency, interleaved")
     parser.add_argument("--workers", type=int, default=1, help="server processes, the same for all three")
     args = parser.parse_args()
     txns = _transactions(200)
@@ -144,50 +150,64 @@ def main() -> int:
         ("skewless /score (features + model)", score_cmd, score_port, "/score", score_bodies, "/ready"),
         ("bare FastAPI (constant)", bare_cmd, bare_port, "/score", score_bodies, "/docs"),
     ]
-    results: dict[str, dict[int, dict]] = {}
+    runs: dict[str, dict[int, list[dict]]] = {name: {1: [], 8: []} for name, *_ in targets}
     batch_ms: list[float] = []
     flagged: Counter[str] = Counter()
-    for name, cmd, port, path, bodies, ready in targets:
-        base = f"http://127.0.0.1:{port}"
-        proc = _run_server(cmd, base + ready)
-        try:
+    procs = []
+    try:
+        for name, cmd, port, path, bodies, ready in targets:
+            base = f"http://127.0.0.1:{port}"
+            procs.append(_run_server(cmd, base + ready))
             if ready == "/ready":
-                runtime = _wait_runtime(base + ready)
-                print(f"{name}: model runtime {runtime}")
+                print(f"{name}: model runtime {_wait_runtime(base + ready)}")
             _wrk(base, bodies, path, 8, 2)  # warm-up
-            results[name] = {c: _wrk(base, bodies, path, c, args.seconds) for c in (1, 8)}
-            if path == "/score" and "skewless" in name:
-                body = json.dumps(
-                    {"transactions": [{**t, "txn_id": f"{t['txn_id']}-{i}"} for i in range(5) for t in txns]}
-                ).encode()
-                for _ in range(12):
-                    started = time.perf_counter()
-                    req = urllib.request.Request(
-                        base + "/score/batch", data=body, headers={"Content-Type": "application/json"}
-                    )
-                    with urllib.request.urlopen(req, timeout=30) as reply:
-                        assert reply.status == 200
-                        answer = reply.read()
-                    batch_ms.append((time.perf_counter() - started) * 1000)
-                # Flagged transactions get reasons, a prediction per feature each: the batch's time depends on them.
-                flagged = Counter(r["recommendation"] for r in json.loads(answer)["results"])
-        finally:
+        # All three are up; each run loads one of them while the others idle. Rounds interleave the servers, so a
+        # slow stretch of a shared machine falls on all of them, and the figures are the rounds' medians.
+        for _ in range(args.rounds):
+            for conc in (1, 8):
+                for name, _cmd, port, path, bodies, _ready in targets:
+                    runs[name][conc].append(_wrk(f"http://127.0.0.1:{port}", bodies, path, conc, args.seconds))
+        base = f"http://127.0.0.1:{score_port}"
+        body = json.dumps(
+            {"transactions": [{**t, "txn_id": f"{t['txn_id']}-{i}"} for i in range(5) for t in txns]}
+        ).encode()
+        for _ in range(12):
+            started = time.perf_counter()
+            req = urllib.request.Request(base + "/score/batch", data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as reply:
+                assert reply.status == 200
+                answer = reply.read()
+            batch_ms.append((time.perf_counter() - started) * 1000)
+        # Flagged transactions get reasons, a prediction per feature each: the batch's time depends on them.
+        flagged = Counter(r["recommendation"] for r in json.loads(answer)["results"])
+    finally:
+        for proc in procs:
             proc.terminate()
             proc.wait(timeout=30)
-    feast = results["feast serve (features only)"]
-    print(f"\n{args.workers} worker process(es) per server")
-    print(f"{'target':<38}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs feast':>10}")
-    for name, by_conc in results.items():
-        for conc, r in by_conc.items():
-            ratio = r["rps"] / feast[conc]["rps"]
-            errors = r["errors"] + r["non2xx"]
-            line = f"{name:<38}{conc:>5}{r['rps']:>10,.0f}{r['p50_us'] / 1000:>9.2f}{r['p99_us'] / 1000:>9.2f}"
-            print(f"{line}{errors:>8}{ratio:>9.2f}x")
-    if batch_ms:
-        median = statistics.median(batch_ms[2:])
-        print(f"\n/score/batch of 1,000 transactions: median {median:.1f} ms over {len(batch_ms) - 2} calls")
-        print(f"  flagged: {flagged['review']} review, {flagged['block']} block (each explained by its reasons)")
+    _report(runs, args)
+    median = statistics.median(batch_ms[2:])
+    print(f"\n/score/batch of 1,000 transactions: median {median:.1f} ms over {len(batch_ms) - 2} calls")
+    print(f"  flagged: {flagged['review']} review, {flagged['block']} block (each explained by its reasons)")
     return 0
+
+
+def _report(runs: dict[str, dict[int, list[dict]]], args: argparse.Namespace) -> None:
+    """Each cell: the median over the rounds (p99: also the lowest and highest); "vs feast": the median of the
+    rounds' own ratios, each round's two runs made minutes apart at most."""
+    feast = runs["feast serve (features only)"]
+    print(f"\n{args.workers} worker process(es) per server; medians of {args.rounds} interleaved {args.seconds} s runs")
+    head = f"{'target':<38}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99 range':>15}{'errors':>8}"
+    print(f"{head}{'vs feast':>10}")
+    for name, by_conc in runs.items():
+        for conc, results in by_conc.items():
+            rps = statistics.median(r["rps"] for r in results)
+            p50 = statistics.median(r["p50_us"] for r in results) / 1000
+            p99s = [r["p99_us"] / 1000 for r in results]
+            ratio = statistics.median(r["rps"] / f["rps"] for r, f in zip(results, feast[conc], strict=True))
+            errors = sum(r["errors"] + r["non2xx"] for r in results)
+            spread = f"{min(p99s):.2f}-{max(p99s):.2f}"
+            line = f"{name:<38}{conc:>5}{rps:>10,.0f}{p50:>9.2f}{statistics.median(p99s):>9.2f}{spread:>15}"
+            print(f"{line}{errors:>8}{ratio:>9.2f}x")
 
 
 if __name__ == "__main__":
