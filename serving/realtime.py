@@ -173,6 +173,12 @@ class RealtimeAggregates:
             events.append((pack, values, encoded))
         return _Columns(ids, stamps, keys, events)
 
+    def state_keys(self, transactions: Iterable[Mapping[str, Any]]) -> list[str]:
+        """The keys of state that recording ``transactions`` touches (each view's hash of each one's entity),
+        without repeats: what a caller saves and puts back to leave the state as it found it (the benchmark)."""
+        keys = {prefix + _text(txn[key]): None for txn in transactions for prefix, key in self._keys}
+        return list(keys)
+
     def reset(self) -> int:
         """Delete every key of this namespace; returns how many. For tests and demo replays."""
         deleted = 0

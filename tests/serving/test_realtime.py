@@ -105,6 +105,19 @@ def test_retries_do_not_double_count(realtime: RealtimeAggregates) -> None:
     assert probe["txn_count_10m"] == 1 and probe["amount_sum_10m"] == 10.0
 
 
+def test_state_keys_are_the_keys_recording_writes(realtime: RealtimeAggregates, redis_url: str) -> None:
+    rows = [Txn.at(1, 0 * MIN, 10.0).row(), Txn.at(2, MIN, 3.0, user=2).row(), Txn.at(3, 2 * MIN, 4.0, user=2).row()]
+    keys = realtime.state_keys(rows)
+    assert realtime.views == ["user_velocity", "device_velocity"]
+    assert len(keys) == len(set(keys)) == 3  # two users' hashes and one device's: each key once
+    client = redis.Redis.from_url(redis_url)
+    assert client.exists(*keys) == 0
+    realtime.record(rows)
+    namespace = keys[0].rsplit(":", 2)[0]  # <namespace>:<view>:<value>
+    assert sorted(key.decode() for key in client.scan_iter(match=f"{namespace}:*")) == sorted(keys)
+    client.close()
+
+
 def test_a_batch_can_ride_in_the_callers_pipeline(realtime: RealtimeAggregates, redis_url: str) -> None:
     realtime.load()
     batch = realtime.prepare([Txn.at(2, MIN, 3.0).row(), Txn.at(1, 0 * MIN, 5.0).row()])  # out of order
