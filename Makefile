@@ -140,7 +140,7 @@ bench-materialize: install redis
 	$(BIN)/python -m bench.materialize --sizes $(or $(SIZES),small) $(BENCH_ARGS)
 
 bench-serving: install redis wrk
-	$(BIN)/python bench/serving.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.serving $(BENCH_ARGS)
 
 # The load generator of bench-serving: Debian's wrk package, installed when we can, else a clear message.
 wrk:
