@@ -2,10 +2,12 @@
 
 The scoring path only hands decisions over (a deque append). Each batch handed is then serialized on its own
 (``serialize_next``): its metrics recorded (``observe``) and each of its columns written as a JSON array. The
-event loop does that for the batch before while it watches Redis for a micro-batch's features
-(``serving.pipeline_calls``), time it would otherwise spend spinning; a sender thread of its own serializes
-whatever is left (a caller's own large batch, or when no micro-batch watched) and, every ``SEND_INTERVAL_S``,
-sends what has gathered in one pipelined write, so neither JSON nor a Redis round trip sits on the request path.
+event loop does that for the batches before while it watches Redis for a micro-batch's features
+(``serving.pipeline_calls``), time it would otherwise spend spinning, a part at a time: a batch, or the next
+``PER_ENTRY`` decisions of a larger one (a caller's batch of 1,000 took ~5 ms, which a micro-batch whose answer
+came meanwhile waited for). A sender thread of its own serializes whatever is left (a caller's own large batch,
+or when no micro-batch watched) and, every ``SEND_INTERVAL_S``, sends what has gathered in one pipelined write, so
+neither JSON nor a Redis round trip sits on the request path.
 
 A stream entry holds the decisions of whole batches of one model (one feature list), up to ``PER_ENTRY`` (a
 larger batch is cut into entries of ``PER_ENTRY``), as columns: a JSON object of per-decision lists in its
@@ -162,14 +164,20 @@ class DecisionLog:
             self.flush()
 
     def serialize_next(self) -> bool:
-        """Serialize the oldest batch handed (and record its metrics), unless the sender is at it: for a caller
-        that is waiting anyway (the event loop watching Redis). Whether more batches are waiting (False after a
-        batch that could not be serialized: ``_cut_safely``)."""
+        """Serialize the oldest batch handed, or its next ``PER_ENTRY`` decisions when it is larger (and record
+        their metrics), unless the sender is at it: for a caller that is waiting anyway (the event loop watching
+        Redis), in pieces of a fraction of a millisecond. Whether more is waiting (False after a part that could
+        not be serialized: ``_cut_safely``)."""
         if not self._handed or not self._lock.acquire(blocking=False):
             return False
         try:
             if self._handed:
-                batch = self._handed.popleft()
+                decisions, transactions, latency_s, at = batch = self._handed[0]
+                if len(decisions) > PER_ENTRY:  # the rest stays first in line
+                    self._handed[0] = (decisions[PER_ENTRY:], transactions[PER_ENTRY:], latency_s, at)
+                    batch = (decisions[:PER_ENTRY], transactions[:PER_ENTRY], latency_s, at)
+                else:
+                    self._handed.popleft()
                 self._observe_safely(batch[0])
                 if not self._cut_safely(batch):
                     return False
@@ -222,7 +230,7 @@ class DecisionLog:
                 group[2].append(txn)
             groups = list(by_list.values())
         latency_ms = latency_s * 1000
-        pieces = []  # added once all are made: a batch is in the log whole or not at all
+        pieces = []  # added once all are made: what was handed here is in the log whole or not at all
         for names, decided, requested in groups:
             names_json = to_json(names)
             for start in range(0, len(decided), PER_ENTRY):

@@ -108,6 +108,29 @@ def test_the_loop_serializes_one_batch_at_a_time_and_the_entries_are_those_the_s
     assert entries[0] == sent
 
 
+def test_a_large_batch_is_serialized_per_entry_decisions_at_a_time_and_logged_as_the_sender_would(
+    stream: tuple[redis.Redis, str],
+) -> None:
+    client, stream = stream
+    seen: list[int] = []
+    log = DecisionLog(client, stream, interval_s=3600, observe=lambda ds: seen.append(len(ds)))
+    log.start()
+    n = 2 * PER_ENTRY + 5
+    log.append(*_batch(n), 0.004)
+    log.append(*_batch(3, start=1000), 0.002)
+    # Each call a part of the oldest batch, its metrics recorded with it; what is left stays first in line.
+    assert [log.serialize_next() for _ in range(4)] == [True, True, True, False]
+    assert seen == [PER_ENTRY, PER_ENTRY, 5, 3] and log.buffered == n + 3
+    assert log.serialize_next() is False and client.xlen(stream) == 0
+    log.stop()
+    entries = [decisions_of(fields) for _, fields in client.xrange(stream)]
+    assert [len(entry) for entry in entries] == [PER_ENTRY, PER_ENTRY, 8]
+    logged = [d for entry in entries for d in entry]
+    assert [d["txn_id"] for d in logged] == [f"t{i}" for i in range(n)] + ["t1000", "t1001", "t1002"]
+    assert [d["latency_ms"] for d in logged[-4:]] == pytest.approx([4.0, 2.0, 2.0, 2.0])
+    assert [d["features"]["amount"] for d in logged[:n]] == [float(i) for i in range(n)]
+
+
 def test_a_batch_the_loop_cannot_serialize_is_reported_and_the_next_ones_are_logged(
     stream: tuple[redis.Redis, str], caplog: pytest.LogCaptureFixture
 ) -> None:
