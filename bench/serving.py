@@ -85,10 +85,13 @@ class _KeptState:
     (``RESTORE``; keys that were not there are deleted), with their time to live."""
 
     def __init__(self, transactions: list[dict]) -> None:
-        settings = Settings()
-        self._client = redis.Redis.from_url(settings.redis_url)
-        aggregates = RealtimeAggregates.for_service(self._client, open_store(ROOT), settings.feature_service)
-        self._keys = aggregates.state_keys(transactions)
+        self._client = redis.Redis.from_url(Settings().redis_url)
+        store = open_store(ROOT)
+        keys = {}  # every feature service's windowed views: whichever the champion reads
+        for service in store.list_feature_services():
+            aggregates = RealtimeAggregates.for_service(self._client, store, service)
+            keys.update(dict.fromkeys(aggregates.state_keys(transactions)))
+        self._keys = list(keys)
         self._saved: list[tuple[str, bytes | None, int]] = []
 
     def __enter__(self) -> _KeptState:
