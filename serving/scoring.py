@@ -208,7 +208,6 @@ class Scorer:
     @staticmethod
     def _load(parts: _ServiceParts) -> Callable[[], None]:
         def load() -> None:  # Redis restarted or flushed its scripts
-            parts.online.load()
             if parts.realtime.views:
                 parts.realtime.load()
 
