@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STREAM = "skewless:bench:decisions"  # the service's decision log while benchmarked
 BATCH = 1_000
-BATCH_CALLS = 4  # per round, after its wrk runs (the first round's first two are a warm-up, not counted)
+BATCH_CALLS = 4  # per batch and round, after the round's wrk runs (two before the first round warm up, not counted)
 
 LUA = """
 local bodies = {BODIES}
