@@ -83,7 +83,8 @@ def _transactions(n: int) -> list[dict]:
 
 class _KeptState:
     """Saves the real-time state that scoring ``transactions`` touches (``DUMP``) and puts it back on exit
-    (``RESTORE``; keys that were not there are deleted), with their time to live."""
+    (``RESTORE``; keys that were not there are deleted), with their time to live; on exit the benchmark's decision
+    stream (``STREAM``) is deleted too."""
 
     def __init__(self, transactions: list[dict]) -> None:
         self._client = redis.Redis.from_url(Settings().redis_url)

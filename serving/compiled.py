@@ -114,11 +114,6 @@ class _OneHot:
     unknown: list[int | None]  # per feature: the infrequent column unseen categories go to, or None (all zero)
     width: int
 
-    def __call__(self, columns: Mapping[str, Any], n: int) -> np.ndarray:
-        out = np.zeros((n, self.width))
-        self.into(columns, n, out, 0)
-        return out
-
     def into(self, columns: Mapping[str, Any], n: int, out: np.ndarray, at: int) -> None:
         """Sets the rows' ones at ``out[:, at:at + width]`` (C-contiguous, zero there): per feature, each row's
         category (``_category``; text is its own) is looked up, and all the ones are set by one numpy assignment

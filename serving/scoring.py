@@ -154,7 +154,7 @@ class Scorer:
             windowed = record.columns_as_given(replies) if record else {}
             return self._columns(parts, transactions, stored.columns, windowed), stored.rows
 
-        return read.commands + (record.commands if record else []), use, self._load(parts)
+        return read.commands + (record.commands if record else []), use, parts.realtime.load
 
     def score(self, transactions: list[dict[str, Any]], model: ServedModel | None = None) -> list[Decision]:
         return self.score_timed(transactions, model or self.model())[0]
@@ -203,15 +203,7 @@ class Scorer:
                 at = end
             return out, seconds
 
-        return self._channel.exchange(read.commands + record.commands, use, self._load(parts))
-
-    @staticmethod
-    def _load(parts: _ServiceParts) -> Callable[[], None]:
-        def load() -> None:  # Redis restarted or flushed its scripts
-            if parts.realtime.views:
-                parts.realtime.load()
-
-        return load
+        return self._channel.exchange(read.commands + record.commands, use, parts.realtime.load)
 
     @staticmethod
     def _columns(
