@@ -217,7 +217,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post("/score/batch", response_model=BatchResponse)
     async def score_batch(body: BatchRequest, service: ServiceDep) -> Response:
         """Score up to SKEWLESS_MAX_BATCH_SIZE transactions together."""
-        return _json(*await encoded(score_many(service, body)))
+        return _json(*await encoded(score_many(service, {"transactions": [dict(t) for t in body.transactions]})))
 
     @app.get("/health")
     async def health() -> dict[str, str]:

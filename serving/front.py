@@ -9,16 +9,16 @@ functions and document the API.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from pydantic_core import to_json
 
 from serving.metrics import ServiceMetrics
-from serving.schemas import BatchRequest, ScoreResponse, Transaction
+from serving.schemas import BATCH_ROWS, ScoreResponse, Transaction
 from serving.scoring import Decision
 from skewless.errors import DependencyUnavailableError, SkewlessError
 from skewless.settings import Settings
@@ -40,17 +40,17 @@ def _latest_allowed(settings: Settings) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=settings.max_future_seconds)
 
 
-def _check_clock(settings: Settings, txn: Transaction, loc: list[Any], latest: datetime) -> None:
-    """422 for a timestamp after ``latest`` (``_latest_allowed``; ``loc``: where the transaction is)."""
-    if txn.timestamp > latest:
+def _check_clock(settings: Settings, timestamp: datetime, loc: list[Any], latest: datetime) -> None:
+    """422 for a transaction's timestamp after ``latest`` (``_latest_allowed``; ``loc``: where the transaction is)."""
+    if timestamp > latest:
         raise _invalid(
             [
                 {
                     "type": "value_error",
                     "loc": [*loc, "timestamp"],
-                    "msg": f"timestamp {txn.timestamp.isoformat()} is more than "
+                    "msg": f"timestamp {timestamp.isoformat()} is more than "
                     f"{settings.max_future_seconds} s in the future",
-                    "input": txn.timestamp.isoformat(),
+                    "input": timestamp.isoformat(),
                 }
             ]
         )
@@ -73,10 +73,10 @@ def _response(d: Decision) -> dict[str, Any]:
     }
 
 
-def _fail_policy(service: Service, txn: Transaction, reason: str) -> dict[str, Any]:
+def _fail_policy(service: Service, txn_id: str, reason: str) -> dict[str, Any]:
     model = service.models.current
     return ScoreResponse(
-        txn_id=txn.txn_id,
+        txn_id=txn_id,
         risk_score=None,
         recommendation=service.settings.fail_policy,  # type: ignore[arg-type]
         model_version=model.version if model else None,
@@ -112,44 +112,48 @@ def _invalid(errors: list[Any]) -> _Answer:
 
 async def score_one(service: Service, txn: Transaction) -> dict[str, Any]:
     """The answer to ``POST /score``; raises ``_Answer`` for anything but a 200."""
-    _check_clock(service.settings, txn, ["body"], _latest_allowed(service.settings))
+    _check_clock(service.settings, txn.timestamp, ["body"], _latest_allowed(service.settings))
     try:
         return _response(await service.batcher.submit(_as_row(txn)))
     except DependencyUnavailableError as exc:
         if service.settings.fail_policy == "error":
             raise
-        return _fail_policy(service, txn, str(exc))
+        return _fail_policy(service, txn.txn_id, str(exc))
 
 
-async def score_many(service: Service, body: BatchRequest) -> dict[str, Any]:
-    """The answer to ``POST /score/batch``; raises ``_Answer`` for anything but a 200."""
-    if len(body.transactions) > service.settings.max_batch_size:
+async def score_many(service: Service, body: dict[str, Any]) -> dict[str, Any]:
+    """The answer to ``POST /score/batch`` (``body`` as ``BATCH_ROWS`` validates it: each transaction a dict); raises
+    ``_Answer`` for anything but a 200."""
+    rows: list[dict[str, Any]] = body["transactions"]
+    if len(rows) > service.settings.max_batch_size:
         raise _invalid(
             [
                 {
                     "type": "too_long",
                     "loc": ["body", "transactions"],
-                    "msg": f"{len(body.transactions)} transactions; at most {service.settings.max_batch_size}",
-                    "input": len(body.transactions),
+                    "msg": f"{len(rows)} transactions; at most {service.settings.max_batch_size}",
+                    "input": len(rows),
                 }
             ]
         )
     latest = _latest_allowed(service.settings)
-    if max(txn.timestamp for txn in body.transactions) > latest:  # one pass in C; then find which, for the error
-        for i, txn in enumerate(body.transactions):
-            _check_clock(service.settings, txn, ["body", "transactions", i], latest)
+    if max(row["timestamp"] for row in rows) > latest:  # one pass in C; then find which, for the error
+        for i, row in enumerate(rows):
+            _check_clock(service.settings, row["timestamp"], ["body", "transactions", i], latest)
+    for row in rows:  # the validated dicts are this request's own: the scorer takes them as they are
+        row["event_timestamp"] = row.pop("timestamp").astimezone(UTC)
     try:
-        decisions = await service.batcher.run_batch([_as_row(t) for t in body.transactions])
+        decisions = await service.batcher.run_batch(rows)
     except DependencyUnavailableError as exc:
         if service.settings.fail_policy == "error":
             raise
-        return {"results": [_fail_policy(service, t, str(exc)) for t in body.transactions]}
+        return {"results": [_fail_policy(service, row["txn_id"], str(exc)) for row in rows]}
     return {"results": [_response(d) for d in decisions]}
 
 
-_SCORING: dict[str, tuple[type[BaseModel], Any, int]] = {  # path -> request model, answer, largest body in bytes
-    "/score": (Transaction, score_one, 64 * 1024),
-    "/score/batch": (BatchRequest, score_many, 16 * 1024),  # per transaction allowed (max_batch_size)
+_SCORING: dict[str, tuple[Callable[[bytes], Any], Any, int]] = {  # path -> validation, answer, largest body in bytes
+    "/score": (Transaction.model_validate_json, score_one, 64 * 1024),
+    "/score/batch": (BATCH_ROWS.validate_json, score_many, 16 * 1024),  # per transaction allowed (max_batch_size)
 }
 
 
@@ -196,11 +200,11 @@ class ScoringApp(FastAPI):
             self.metrics.child(self.metrics.requests, path, str(status)).inc()
 
     async def _answer(self, service: Service, path: str, receive: Any) -> tuple[int, bytes]:
-        model, answer, limit = _SCORING[path]
+        validate, answer, limit = _SCORING[path]
         if path == "/score/batch":
             limit *= service.settings.max_batch_size
         try:
-            request = model.model_validate_json(await _body(receive, limit))
+            request = validate(await _body(receive, limit))
         except ValidationError as exc:
             errors = exc.errors(include_url=False)
             for error in errors:
