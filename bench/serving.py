@@ -271,7 +271,7 @@ def _report(runs: dict[str, dict[int, list[dict]]], args: argparse.Namespace) ->
     rounds' own ratios, each round's two runs made minutes apart at most."""
     feast = runs["feast serve (features only)"]
     print(f"\n{args.workers} worker process(es) per server; medians of {args.rounds} interleaved {args.seconds} s runs")
-    head = f"{'target':<38}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99 range':>15}{'errors':>8}"
+    head = f"{'target':<38}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99 range':>17}{'errors':>8}"
     print(f"{head}{'vs feast':>10}")
     for name, by_conc in runs.items():
         for conc, results in by_conc.items():
@@ -281,7 +281,7 @@ def _report(runs: dict[str, dict[int, list[dict]]], args: argparse.Namespace) ->
             ratio = statistics.median(r["rps"] / f["rps"] for r, f in zip(results, feast[conc], strict=True))
             errors = sum(r["errors"] + r["non2xx"] for r in results)
             spread = f"{min(p99s):.2f}-{max(p99s):.2f}"
-            line = f"{name:<38}{conc:>5}{rps:>10,.0f}{p50:>9.2f}{statistics.median(p99s):>9.2f}{spread:>15}"
+            line = f"{name:<38}{conc:>5}{rps:>10,.0f}{p50:>9.2f}{statistics.median(p99s):>9.2f}{spread:>17}"
             print(f"{line}{errors:>8}{ratio:>9.2f}x")
 
 
