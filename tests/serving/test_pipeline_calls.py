@@ -124,6 +124,45 @@ def test_a_lost_script_is_loaded_and_the_batch_sent_again(server: RedisProcess) 
         channel.send([("EVALSHA", "0" * 40, 0)], load=lambda: None)
 
 
+def test_replies_already_read_from_the_socket_skip_read_response_and_keep_their_errors(server: RedisProcess) -> None:
+    """A pipeline's replies come in a few socket reads; those already buffered are taken from hiredis's reader
+    directly, errors (a lost script among them) still in place as replies."""
+    client = _client(server)
+    sha = client.script_load(ECHO)
+    channel = Channel(client, "test store")
+    loads: list[int] = []
+    seen: list[list[Any]] = []
+    calls = {"read_response": 0}
+
+    def use(replies: Replies) -> list[Any]:
+        conn = replies.conn
+        original = conn.read_response
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls["read_response"] += 1
+            return original(*args, **kwargs)
+
+        conn.read_response = counted  # type: ignore[method-assign]
+        try:
+            seen.append(list(replies))
+        finally:
+            del conn.read_response
+        return seen[-1]
+
+    client.set("text", "x")
+    client.script_flush()
+    commands = [("ECHO", str(i)) for i in range(200)]
+    commands[100:100] = [("EVALSHA", sha, 0, "s"), ("INCR", "text")]
+    got = channel.exchange(commands, use, lambda: loads.append(client.script_load(ECHO) and 1))
+    first = seen[0]
+    assert isinstance(first[100], redis.exceptions.NoScriptError) and len(loads) == 1, "lost, loaded, sent again"
+    assert isinstance(first[101], redis.ResponseError) and "not an integer" in str(first[101])
+    assert got[100] == b"s" and isinstance(got[101], redis.ResponseError)
+    assert [r for i, r in enumerate(got) if i not in (100, 101)] == [str(i).encode() for i in range(200)]
+    assert calls["read_response"] < len(commands) // 4, "most replies came from the buffer"
+    assert channel.send([("ECHO", "next")]) == [b"next"]
+
+
 def test_a_restarted_redis_is_reached_again_without_an_error(server: RedisProcess) -> None:
     channel = Channel(_client(server), "test store")
     assert channel.send([("SET", "k", "before")])
