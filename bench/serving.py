@@ -168,9 +168,22 @@ def _wrk(url: str, bodies: list[str], path: str, connections: int, seconds: int)
     return result
 
 
+def _server_env(extra: dict) -> dict:
+    """This environment and ``extra``, without the metrics folder Feast's import made for this process: Feast sets
+    ``PROMETHEUS_MULTIPROC_DIR`` (and ``..._MULTIPROCESS_DIR``) to a ``feast_metrics_*`` temporary folder when they
+    are unset (``feast/metrics.py``), and a server inheriting them would keep every metric in prometheus_client's
+    multiprocess mode (memory-mapped files), which it would not run with when started from a shell. One the user
+    set is kept."""
+    env = {**os.environ, **extra}
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR"):
+        if name in env and Path(env[name]).name.startswith("feast_metrics_"):
+            del env[name]
+    return env
+
+
 def _run_server(cmd: list[str], ready_url: str, env: dict | None = None) -> subprocess.Popen:
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        cmd, cwd=ROOT, env=_server_env(env or {}), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         _wait(ready_url)
