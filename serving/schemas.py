@@ -41,8 +41,8 @@ class BatchRequest(BaseModel):
 
 
 def _as_typed_dict(model: type[BaseModel], name: str, item: Any = None) -> Any:
-    """``model``'s fields and checks as a TypedDict (``item`` in place of each field's list item type, when given),
-    which pydantic validates into plain dicts: no model instance per item."""
+    """``model``'s fields and checks as a TypedDict, which pydantic validates into plain dicts: no model instance
+    per item. With ``item``, for a model of lists of models (``BatchRequest``): each field a list of ``item``."""
     fields = {}
     for field, info in model.model_fields.items():
         annotation = list[item] if item is not None else info.annotation  # type: ignore[valid-type]
