@@ -155,7 +155,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             models,
             scorer,
             None,  # type: ignore[arg-type]
-            DecisionLog(client, settings.decision_stream, observe=partial(observe_decisions, metrics)),
+            DecisionLog(
+                client,
+                settings.decision_stream,
+                observe=partial(observe_decisions, metrics),
+                busy=lambda: service.in_flight > 0,  # the log's sender waits a little while requests are answered
+            ),
             metrics,
         )
         service.canary = CanaryRouter(scorer, challenger, settings, metrics)

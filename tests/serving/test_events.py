@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -211,3 +212,66 @@ def test_decisions_wait_while_redis_is_away_and_the_oldest_go_past_the_bound(
         assert logged == [f"t{i}" for i in range(100, 300)] and log.buffered == 0
     finally:
         server.stop()
+
+
+def _logged(client: redis.Redis, stream: str) -> list[str]:
+    return [d["txn_id"] for _, f in client.xrange(stream) for d in decisions_of(f)]
+
+
+def _until(check: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "the sender did not get there in time"
+        time.sleep(0.01)
+
+
+def test_the_sender_leaves_what_was_handed_while_requests_are_answered_and_logs_it_once_none_are(
+    stream: tuple[redis.Redis, str],
+) -> None:
+    client, stream = stream
+    answering = [True]
+    seen: list[int] = []
+    log = DecisionLog(
+        client, stream, interval_s=0.01, observe=lambda ds: seen.append(len(ds)), busy=lambda: answering[0],
+        defer_s=3600, defer_max=1_000,
+    )  # fmt: skip
+    log.start()
+    try:
+        log.append(*_batch(2 * PER_ENTRY + 5), 0.004)
+        time.sleep(0.2)  # twenty of the sender's turns
+        assert client.xlen(stream) == 0 and log.buffered == 2 * PER_ENTRY + 5 and seen == []
+        answering[0] = False
+        _until(lambda: log.buffered == 0)
+        assert _logged(client, stream) == [f"t{i}" for i in range(2 * PER_ENTRY + 5)]
+        assert seen == [PER_ENTRY, PER_ENTRY, 5], "metrics recorded as each piece is serialized"
+    finally:
+        log.stop()
+
+
+def test_while_requests_keep_coming_the_sender_logs_what_is_past_the_count_or_the_age_bound(
+    stream: tuple[redis.Redis, str],
+) -> None:
+    client, stream = stream
+    log = DecisionLog(client, stream, interval_s=0.01, busy=lambda: True, defer_s=3600, defer_max=PER_ENTRY)
+    log.start()
+    try:
+        log.append(*_batch(PER_ENTRY), 0.004)
+        log.append(*_batch(PER_ENTRY + 50, start=PER_ENTRY), 0.004)
+        # 250 handed, at most 100 may wait: the oldest pieces of 100 go until 100 or fewer are left, the rest waits.
+        _until(lambda: log.buffered == 50)
+        time.sleep(0.1)
+        assert _logged(client, stream) == [f"t{i}" for i in range(2 * PER_ENTRY)] and log.buffered == 50
+    finally:
+        log.stop()
+    assert _logged(client, stream) == [f"t{i}" for i in range(2 * PER_ENTRY + 50)], "stopping sends the rest"
+
+    client.delete(stream)
+    aged = DecisionLog(client, stream, interval_s=0.01, busy=lambda: True, defer_s=0.3, defer_max=10_000)
+    aged.start()
+    try:
+        handed = time.monotonic()
+        aged.append(*_batch(5), 0.004)
+        _until(lambda: aged.buffered == 0)
+        assert time.monotonic() - handed >= 0.3 and _logged(client, stream) == [f"t{i}" for i in range(5)]
+    finally:
+        aged.stop()
