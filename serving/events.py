@@ -227,9 +227,9 @@ class DecisionLog:
         busy = self._busy
         while self._handed and (
             busy is None
-            or self._handed_count() > self._defer_max
-            or time.monotonic() - self._handed[0][4] > self._defer_s
             or not busy()
+            or time.monotonic() - self._handed[0][4] > self._defer_s
+            or self._handed_count() > self._defer_max  # the costliest test last: it counts every batch handed
         ):
             self._serialize_piece()
         self._into_entries()
