@@ -241,8 +241,9 @@ def test_the_sender_leaves_what_was_handed_while_requests_are_answered_and_logs_
         time.sleep(0.2)  # twenty of the sender's turns
         assert client.xlen(stream) == 0 and log.buffered == 2 * PER_ENTRY + 5 and seen == []
         answering[0] = False
-        _until(lambda: log.buffered == 0)
+        _until(lambda: len(_logged(client, stream)) == 2 * PER_ENTRY + 5)
         assert _logged(client, stream) == [f"t{i}" for i in range(2 * PER_ENTRY + 5)]
+        _until(lambda: log.buffered == 0)  # counted down once Redis has answered the send
         assert seen == [PER_ENTRY, PER_ENTRY, 5], "metrics recorded as each piece is serialized"
     finally:
         log.stop()
@@ -258,7 +259,7 @@ def test_while_requests_keep_coming_the_sender_logs_what_is_past_the_count_or_th
         log.append(*_batch(PER_ENTRY), 0.004)
         log.append(*_batch(PER_ENTRY + 50, start=PER_ENTRY), 0.004)
         # 250 handed, at most 100 may wait: the oldest pieces of 100 go until 100 or fewer are left, the rest waits.
-        _until(lambda: log.buffered == 50)
+        _until(lambda: len(_logged(client, stream)) == 2 * PER_ENTRY)
         time.sleep(0.1)
         assert _logged(client, stream) == [f"t{i}" for i in range(2 * PER_ENTRY)] and log.buffered == 50
     finally:
@@ -271,7 +272,8 @@ def test_while_requests_keep_coming_the_sender_logs_what_is_past_the_count_or_th
     try:
         handed = time.monotonic()
         aged.append(*_batch(5), 0.004)
-        _until(lambda: aged.buffered == 0)
+        _until(lambda: len(_logged(client, stream)) == 5)
         assert time.monotonic() - handed >= 0.3 and _logged(client, stream) == [f"t{i}" for i in range(5)]
+        _until(lambda: aged.buffered == 0)
     finally:
         aged.stop()
