@@ -192,7 +192,7 @@ class DecisionLog:
 
     def _send_loop(self) -> None:
         while not self._stop.wait(self._interval_s):
-            self.flush(defer=self._busy is not None)
+            self.flush(defer=True)
 
     def serialize_next(self) -> bool:
         """Serialize the oldest batch handed, or its next ``PER_ENTRY`` decisions when it is larger (and record
@@ -220,14 +220,12 @@ class DecisionLog:
         self._observe_safely(batch[0])
         return self._cut_safely(batch)
 
-    def _serialize_deferring(self) -> None:
+    def _serialize_deferring(self, busy: Callable[[], bool]) -> None:
         """The sender's serializing while requests may be answered: nothing while they are and what was handed is
         within DEFER_S and DEFER_MAX; otherwise a piece at a time (``_serialize_piece``), looking again between
         pieces, so a request that comes meanwhile waits for one piece at most. Then the pieces into entries."""
-        busy = self._busy
         while self._handed and (
-            busy is None
-            or not busy()
+            not busy()
             or time.monotonic() - self._handed[0][4] > self._defer_s
             or self._handed_count() > self._defer_max  # the costliest test last: it counts every batch handed
         ):
@@ -326,11 +324,11 @@ class DecisionLog:
 
     def flush(self, defer: bool = False) -> bool:
         """Serialize what was handed and send what is waiting. False (and kept for later) when Redis does not take
-        it. With ``defer`` (the sender's own calls), what was handed may wait while requests are being answered
-        (``_serialize_deferring``)."""
+        it. With ``defer`` (the sender's own calls) and a ``busy`` to ask, what was handed may wait while requests are
+        being answered (``_serialize_deferring``)."""
         with self._lock:
-            if defer:
-                self._serialize_deferring()
+            if defer and self._busy is not None:
+                self._serialize_deferring(self._busy)
             else:
                 self._serialize_handed()
             if not self._pending:
